@@ -1,0 +1,62 @@
+"""Atomic output files and small deterministic HDF5 helpers.
+
+Every step writes to a temporary name beside the target and renames at the end, so a failed step
+leaves no partial output. HDF5 files are written without timestamps so that the same inputs give
+byte-identical files.
+"""
+
+import contextlib
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
+    with atomic_outputs(path) as (tmp,):
+        yield tmp
+
+
+@contextlib.contextmanager
+def atomic_outputs(*paths):
+    """Like :func:`atomic_path` for several files: all are renamed, or none is kept."""
+    with contextlib.ExitStack() as stack:
+        tmps = [stack.enter_context(_staged(p)) for p in paths]
+        yield tmps
+        for tmp, final in zip(tmps, paths):
+            os.replace(tmp, final)
+
+
+@contextlib.contextmanager
+def _staged(path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        yield tmp
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def h5_create(path):
+    """Open a new HDF5 file for writing with settings that keep its bytes reproducible."""
+    return h5py.File(path, "w", libver=("earliest", "v110"), track_order=False)
+
+
+def h5_write(group, name, data, chunk_rows=None):
+    """Write an array without creation timestamps; 2-D arrays chunked by rows if asked."""
+    data = np.asarray(data)
+    chunks = None
+    if chunk_rows and data.ndim == 2 and data.shape[0] > 0:
+        chunks = (min(chunk_rows, data.shape[0]), data.shape[1])
+    return group.create_dataset(name, data=data, chunks=chunks, track_times=False)
+
+
+def row_blocks(n_rows, block_rows):
+    """Yield (start, stop) pairs that cover ``range(n_rows)`` in blocks of ``block_rows``."""
+    for start in range(0, n_rows, block_rows):
+        yield start, min(start + block_rows, n_rows)

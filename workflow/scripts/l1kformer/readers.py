@@ -1,0 +1,217 @@
+"""Open an expression matrix in any supported format, detected from the content, not the name.
+
+Formats: GCTX (HDF5), GCT 1.2 / 1.3 text, CSV / TSV, parquet, AnnData ``.h5ad``. Every reader
+returns an object with ``sample_ids``, ``gene_ids`` (normalised strings), ``sample_meta`` and
+``gene_meta`` (DataFrames, one row per sample / gene), ``n_samples`` and ``read_rows(start, stop)``
+giving float32 values samples x genes in the file's own gene order. GCTX is read lazily in row
+blocks; the text formats are small in practice and are read whole.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from l1kformer.errors import InputError
+from l1kformer.gctx import GctxMatrix, decode
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+PARQUET_SIGNATURE = b"PAR1"
+ORIENTATIONS = ("auto", "samples_x_genes", "genes_x_samples")
+
+
+def normalize_id(value):
+    """One id as a clean string: bytes decoded, 780.0 -> '780', surrounding blanks removed."""
+    if isinstance(value, bytes):
+        value = decode(np.array([value])).iloc[0]
+    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return str(value).strip()
+
+
+def normalize_ids(values):
+    return [normalize_id(v) for v in values]
+
+
+class InMemoryMatrix:
+    """A matrix read whole (text formats, parquet, h5ad)."""
+
+    def __init__(self, path, values, sample_ids, gene_ids, sample_meta=None, gene_meta=None):
+        self.path = path
+        self.values = values
+        self.sample_ids = np.array(normalize_ids(sample_ids), dtype=object)
+        self.gene_ids = np.array(normalize_ids(gene_ids), dtype=object)
+        self.sample_meta = (sample_meta if sample_meta is not None
+                            else pd.DataFrame(index=range(len(sample_ids)))).reset_index(drop=True)
+        self.gene_meta = (gene_meta if gene_meta is not None
+                          else pd.DataFrame(index=range(len(gene_ids)))).reset_index(drop=True)
+
+    @property
+    def n_samples(self):
+        return len(self.sample_ids)
+
+    def read_rows(self, start, stop):
+        return np.ascontiguousarray(self.values[start:stop], dtype=np.float32)
+
+    def close(self):
+        pass
+
+
+def detect_format(path):
+    """'gctx', 'h5ad', 'parquet', 'gct' or 'table', from the first bytes of the file."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if not head.strip():
+        raise InputError(path, "file is empty")
+    if head.startswith(HDF5_SIGNATURE):
+        import h5py
+        try:
+            with h5py.File(path, "r") as f:
+                if "0/DATA/0/matrix" in f:
+                    return "gctx"
+                if "X" in f and "obs" in f and "var" in f:
+                    return "h5ad"
+        except OSError as exc:
+            raise InputError(path, f"cannot read HDF5 file (truncated or corrupt): {exc}") from None
+        raise InputError(path, "HDF5 file is neither GCTX (/0/DATA/0/matrix) nor AnnData (X, obs, var)")
+    if head.startswith(PARQUET_SIGNATURE):
+        return "parquet"
+    if head.lstrip().startswith((b"#1.2", b"#1.3")):
+        return "gct"
+    return "table"
+
+
+def to_float(path, cells, what):
+    """Strings to float32; a cell that is not a number is an error naming its place."""
+    cells = np.asarray(cells, dtype=object)
+    try:
+        return np.asarray(cells, dtype=np.float64).astype(np.float32)
+    except (TypeError, ValueError):
+        pass
+    for (i, j), cell in np.ndenumerate(cells):
+        try:
+            float(cell)
+        except (TypeError, ValueError):
+            raise InputError(path, f"non-numeric cell {cell!r} at {what(i, j)}") from None
+    raise InputError(path, "non-numeric cells")  # unreachable: some cell failed above
+
+
+def read_gct(path):
+    """GCT 1.2 or 1.3 text: genes in rows, samples in columns, metadata blocks as the spec says."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    lines = [ln for ln in lines if ln.strip()]
+    version = lines[0].strip().split("\t")[0]
+    try:
+        dims = [int(x) for x in lines[1].split("\t") if x.strip()]
+    except ValueError:
+        raise InputError(path, f"GCT dimension line is not numbers: {lines[1]!r}") from None
+    if version == "#1.2" and len(dims) >= 2:
+        n_rows, n_cols, n_rmeta, n_cmeta = dims[0], dims[1], 1, 0
+    elif version == "#1.3" and len(dims) == 4:
+        n_rows, n_cols, n_rmeta, n_cmeta = dims
+    else:
+        raise InputError(path, f"GCT {version} dimension line {lines[1]!r} is malformed")
+    header = lines[2].split("\t")
+    body = [ln.split("\t") for ln in lines[3:]]
+    if len(header) != 1 + n_rmeta + n_cols:
+        raise InputError(path, f"GCT header declares {n_cols} samples and {n_rmeta} gene fields but "
+                               f"the column header has {len(header)} fields")
+    if len(body) != n_cmeta + n_rows:
+        raise InputError(path, f"GCT header declares {n_rows} genes and {n_cmeta} sample fields but "
+                               f"the body has {len(body)} lines")
+    for k, fields in enumerate(body):
+        if len(fields) != len(header):
+            raise InputError(path, f"GCT line {k + 4} has {len(fields)} fields, the header has {len(header)}")
+    sample_ids = header[1 + n_rmeta:]
+    cmeta = pd.DataFrame({r[0]: r[1 + n_rmeta:] for r in body[:n_cmeta]})
+    cmeta = cmeta.apply(_maybe_numeric)
+    rows = body[n_cmeta:]
+    gene_ids = [r[0] for r in rows]
+    gmeta = pd.DataFrame([r[1:1 + n_rmeta] for r in rows], columns=header[1:1 + n_rmeta])
+    gmeta = gmeta.apply(_maybe_numeric)
+    cells = np.array([r[1 + n_rmeta:] for r in rows], dtype=object)
+    values = to_float(path, cells, lambda i, j: f"gene {gene_ids[i]!r}, sample {sample_ids[j]!r}")
+    return InMemoryMatrix(path, values.T, sample_ids, gene_ids, cmeta, gmeta)
+
+
+def _maybe_numeric(column):
+    converted = pd.to_numeric(column, errors="coerce")
+    missing = column.isin(["", "na", "NA", "NaN", "nan", "-666"])
+    return converted if converted.notna().sum() == (~missing).sum() else column
+
+
+def _read_table_frame(path, fmt):
+    if fmt == "parquet":
+        frame = pd.read_parquet(path)
+        if isinstance(frame.index, pd.RangeIndex) and frame.shape[1] and frame.dtypes.iloc[0] == object:
+            frame = frame.set_index(frame.columns[0])
+        return frame
+    with open(path, encoding="utf-8", errors="replace") as f:
+        first = f.readline()
+    sep = "\t" if "\t" in first else ","
+    try:
+        return pd.read_csv(path, sep=sep, index_col=0, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(path, f"cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from None
+
+
+def read_table(path, fmt, orientation, is_gene_axis):
+    """CSV / TSV / parquet: ids in the first column and in the header; genes on either axis.
+
+    ``is_gene_axis(ids) -> bool`` tells whether a list of ids are gene ids; with ``orientation``
+    'auto' exactly one axis must pass it, else the user must say which.
+    """
+    frame = _read_table_frame(path, fmt)
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise InputError(path, "table has no data rows or no data columns")
+    rows, cols = normalize_ids(frame.index), normalize_ids(frame.columns)
+    if orientation == "auto":
+        genes_in_rows, genes_in_cols = is_gene_axis(rows), is_gene_axis(cols)
+        if genes_in_rows == genes_in_cols:
+            raise InputError(path, "cannot tell from the ids which axis holds the genes "
+                                   "(set data.orientation to samples_x_genes or genes_x_samples)")
+        orientation = "genes_x_samples" if genes_in_rows else "samples_x_genes"
+    cells = frame.to_numpy(dtype=object)
+    values = to_float(path, cells, lambda i, j: f"row {rows[i]!r}, column {cols[j]!r}")
+    if orientation == "genes_x_samples":
+        return InMemoryMatrix(path, values.T, cols, rows)
+    return InMemoryMatrix(path, values, rows, cols)
+
+
+def read_h5ad(path):
+    import anndata
+
+    try:
+        adata = anndata.read_h5ad(path)
+    except OSError as exc:
+        raise InputError(path, f"cannot read h5ad file (truncated or corrupt): {exc}") from None
+    values = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
+    if values.dtype.kind not in "fiu":
+        raise InputError(path, f"h5ad X has non-numeric dtype {values.dtype}")
+    obs = adata.obs.reset_index(drop=True)
+    obs = obs.apply(lambda c: c.astype(object) if isinstance(c.dtype, pd.CategoricalDtype) else c)
+    return InMemoryMatrix(path, values, list(adata.obs_names), list(adata.var_names), obs,
+                          adata.var.reset_index(drop=True))
+
+
+def open_matrix(path, orientation="auto", is_gene_axis=None):
+    """Open ``path`` in whatever supported format its content shows."""
+    if orientation not in ORIENTATIONS:
+        raise InputError(path, f"orientation {orientation!r} is not one of {ORIENTATIONS}")
+    try:
+        fmt = detect_format(path)
+    except FileNotFoundError:
+        raise InputError(path, "file does not exist") from None
+    if fmt == "gctx":
+        m = GctxMatrix(path)
+        m.gene_ids = np.array(normalize_ids(m.gene_ids), dtype=object)
+        m.sample_ids = np.array(normalize_ids(m.sample_ids), dtype=object)
+        return m
+    if fmt == "h5ad":
+        return read_h5ad(path)
+    if fmt == "gct":
+        return read_gct(path)
+    return read_table(path, fmt, orientation, is_gene_axis or (lambda ids: False))

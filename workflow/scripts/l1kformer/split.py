@@ -1,0 +1,95 @@
+"""split: seeded train / val / test assignment of profiles, optionally grouped.
+
+With ``group_by`` (a sample metadata column such as ``det_plate``, ``cell_id`` or ``pert_id``) whole
+groups are assigned, so no group straddles two sets; the sets then hold approximately the requested
+fractions of profiles. Output: HDF5 with sorted int64 row indices ``train``, ``val`` and ``test``.
+"""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from l1kformer.errors import InputError
+from l1kformer.fileio import atomic_path, h5_create, h5_write
+
+SETS = ("train", "val", "test")
+
+
+def check_fractions(fractions):
+    total = sum(fractions[s] for s in SETS)
+    if not math.isclose(total, 1.0, abs_tol=1e-9):
+        raise InputError("split.fractions", f"train + val + test must be 1, got {total:g}")
+    if fractions["train"] <= 0:
+        raise InputError("split.fractions", "train fraction must be positive")
+
+
+def split_rows(n, fractions, seed):
+    """Row indices per set for ``n`` profiles, drawn with ``seed``."""
+    check_fractions(fractions)
+    perm = np.random.default_rng(seed).permutation(n)
+    n_test = int(round(fractions["test"] * n))
+    n_val = int(round(fractions["val"] * n))
+    return {"test": np.sort(perm[:n_test]), "val": np.sort(perm[n_test:n_test + n_val]),
+            "train": np.sort(perm[n_test + n_val:])}
+
+
+def _n_groups_for(cumulative, target):
+    """How many leading groups bring the profile count closest to ``target`` (at least one)."""
+    if target <= 0 or len(cumulative) == 0:
+        return 0
+    return int(np.argmin(np.abs(cumulative - target))) + 1
+
+
+def split_groups(groups, fractions, seed):
+    """Row indices per set such that each group lies in exactly one set.
+
+    Groups are shuffled with ``seed``; the leading groups whose profiles come closest to the test
+    share go to test, the next ones to val, the rest to train.
+    """
+    check_fractions(fractions)
+    codes, uniques = pd.factorize(pd.Series(groups), sort=True)
+    counts = np.bincount(codes, minlength=len(uniques))
+    order = np.random.default_rng(seed).permutation(len(uniques))
+    cumulative = np.cumsum(counts[order])
+    n = len(codes)
+    n_test = _n_groups_for(cumulative, fractions["test"] * n)
+    done = cumulative[n_test - 1] if n_test else 0
+    n_val = _n_groups_for(cumulative[n_test:] - done, fractions["val"] * n)
+    if n_test + n_val >= len(uniques):
+        raise InputError("split.group_by", f"{len(uniques)} groups are too few to fill train, val and "
+                                           f"test with fractions {dict(sorted(fractions.items()))}")
+    assign = np.zeros(len(uniques), dtype=np.int8)  # 0 train, 1 val, 2 test (SETS order)
+    assign[order[:n_test]] = 2
+    assign[order[n_test:n_test + n_val]] = 1
+    set_of_row = assign[codes]
+    return {s: np.flatnonzero(set_of_row == k) for k, s in enumerate(SETS)}
+
+
+def write_split(samples_path, out_path, fractions, seed, group_by=None, log=print):
+    meta = pd.read_parquet(samples_path, columns=[group_by] if group_by else ["sample_id"])
+    if group_by:
+        if meta[group_by].isna().any():
+            raise InputError(samples_path, f"{int(meta[group_by].isna().sum())} samples have no "
+                                           f"{group_by!r} (split.group_by)")
+        sets = split_groups(meta[group_by].astype(str).to_numpy(), fractions, seed)
+    else:
+        sets = split_rows(len(meta), fractions, seed)
+    with atomic_path(out_path) as tmp, h5_create(tmp) as h5:
+        for s in SETS:
+            h5_write(h5, s, sets[s].astype(np.int64))
+        h5.attrs["seed"] = seed
+        h5.attrs["group_by"] = group_by or ""
+        for s in SETS:
+            h5.attrs[f"fraction_{s}"] = fractions[s]
+    for s in SETS:
+        groups = f", {meta[group_by].iloc[sets[s]].nunique()} {group_by} groups" if group_by else ""
+        log(f"{s}: {len(sets[s])} profiles ({len(sets[s]) / max(1, len(meta)):.1%}){groups}")
+    return sets
+
+
+def read_split(path):
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        return {s: h5[s][()] for s in SETS}

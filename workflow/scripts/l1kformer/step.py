@@ -1,0 +1,38 @@
+"""Running one pipeline step from a script: a log file, one-line errors, a non-zero exit."""
+
+import contextlib
+import sys
+import time
+import traceback
+
+from l1kformer.errors import InputError
+
+
+@contextlib.contextmanager
+def step(log_path):
+    """Send stderr to ``log_path``; yield a ``log(msg)`` function.
+
+    Bad input (:class:`InputError`) becomes one line, ``l1kformer error: <file or key>: <problem>``,
+    in the log and on the terminal, and exit status 1. Other exceptions keep their traceback in the
+    log and propagate.
+    """
+    terminal = sys.stderr
+    with open(log_path, "w", buffering=1) as log_file:
+        sys.stderr = log_file
+        start = time.time()
+
+        def log(message):
+            print(f"[{time.time() - start:8.1f}s] {message}", file=log_file, flush=True)
+
+        try:
+            yield log
+        except InputError as exc:
+            line = f"l1kformer error: {exc}"
+            print(line, file=log_file)
+            print(line, file=terminal)
+            sys.exit(1)
+        except BaseException:
+            traceback.print_exc(file=log_file)
+            raise
+        finally:
+            sys.stderr = terminal
