@@ -32,6 +32,7 @@ STEP_MODULES = {
     "split": ["__init__", "errors", "fileio", "split", "step"],
     "rank": ["__init__", "errors", "fileio", "rank", "split", "step"],
     "mask": ["__init__", "errors", "fileio", "mask", "split", "step"],
+    "train": ["__init__", "errors", "fileio", "loader", "mask", "model", "split", "step", "train"],
 }
 
 
@@ -59,5 +60,17 @@ def rank_inputs(wildcards):
     return inputs
 
 
+def run_settings(run):
+    """One run's settings: the train defaults updated with the run's own, keys sorted."""
+    return sorted_dict({**config["train"], **config["runs"][run]})
+
+
+def train_data(wildcards):
+    mode = config["runs"][wildcards.run]["mode"]
+    return "results/data/ranks.h5" if mode == "rank" else "results/data/expression.h5"
+
+
 def get_final_output():
-    return ["results/data/ranks.h5", "results/data/mask.h5"]
+    outputs = ["results/data/ranks.h5", "results/data/mask.h5"]
+    outputs += expand("results/runs/{run}/model.pt", run=sorted(config["runs"]))
+    return outputs

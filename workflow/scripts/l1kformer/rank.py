@@ -20,22 +20,32 @@ NORMALIZATIONS = ("none", "median_ratio", "median_center")
 MEDIAN_MAX_ROWS = 250_000
 
 
-def rank_genes(values):
-    """Gene indices (int16) of each row of ``values`` (samples x genes), highest value first."""
-    values = np.ascontiguousarray(values, dtype=np.float32) + np.float32(0.0)  # -0.0 -> +0.0, a tie
+def rank_genes(values, chunk_rows=256):
+    """Gene indices (int16) of each row of ``values`` (samples x genes), highest value first.
+
+    Works through ``chunk_rows`` profiles at a time so that the 64-bit keys stay in cache (about
+    twice as fast as one pass over a large block).
+    """
+    values = np.asarray(values, dtype=np.float32)
     n, g = values.shape
     if g > np.iinfo(np.int16).max:
         raise ValueError(f"{g} genes do not fit int16 tokens")
-    bits = values.view(np.uint32)
-    # Order-preserving map of IEEE float bits to unsigned ints, inverted so the largest value gets
-    # the smallest key: negative floats keep their bits, positive ones are XORed with 0x7FFFFFFF.
-    sign = bits >> np.uint32(31)
-    keys = np.empty((n, g), dtype=np.uint64)
-    halves = keys.view(np.uint32).reshape(n, g, 2)  # little-endian: [..., 0] is the low word
-    np.bitwise_xor(bits, (sign - np.uint32(1)) & np.uint32(0x7FFFFFFF), out=halves[..., 1])
-    halves[..., 0] = np.arange(g, dtype=np.uint32)
-    keys.sort(axis=1)
-    return halves[..., 0].astype(np.int16)
+    out = np.empty((n, g), dtype=np.int16)
+    gene_index = np.arange(g, dtype=np.uint32)
+    for start in range(0, n, chunk_rows):
+        stop = min(start + chunk_rows, n)
+        bits = (values[start:stop] + np.float32(0.0)).view(np.uint32)  # -0.0 -> +0.0: a tie
+        # Order-preserving map of IEEE float bits to unsigned ints, inverted so the largest value
+        # gets the smallest key: negative floats keep their bits, positive ones are XORed with
+        # 0x7FFFFFFF. The gene index fills the low 32 bits, so ties sort by gene index.
+        sign = bits >> np.uint32(31)
+        keys = np.empty((stop - start, g), dtype=np.uint64)
+        halves = keys.view(np.uint32).reshape(stop - start, g, 2)  # little-endian: [..., 0] is low
+        np.bitwise_xor(bits, (sign - np.uint32(1)) & np.uint32(0x7FFFFFFF), out=halves[..., 1])
+        halves[..., 0] = gene_index
+        keys.sort(axis=1)
+        out[start:stop] = halves[..., 0]
+    return out
 
 
 def rank_genes_loop(values):

@@ -7,6 +7,7 @@ giving float32 values samples x genes in the file's own gene order. GCTX is read
 blocks; the text formats are small in practice and are read whole.
 """
 
+import csv
 import math
 
 import numpy as np
@@ -149,13 +150,17 @@ def _read_table_frame(path, fmt):
         if isinstance(frame.index, pd.RangeIndex) and frame.shape[1] and frame.dtypes.iloc[0] == object:
             frame = frame.set_index(frame.columns[0])
         return frame
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
         first = f.readline()
     sep = "\t" if "\t" in first else ","
+    header = next(csv.reader([first], delimiter=sep))
     try:
-        return pd.read_csv(path, sep=sep, index_col=0, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, sep=sep, index_col=0, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(path, f"cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from None
+    if len(header) == frame.shape[1] + 1:
+        frame.columns = header[1:]  # pandas renames duplicate names (g1 -> g1.1); keep them to report
+    return frame
 
 
 def read_table(path, fmt, orientation, is_gene_axis):

@@ -1,0 +1,87 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data" / "l1000"
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+
+WORKFLOW_PARTS = ["Snakefile", "config.yaml", "rules", "workflow", "envs", "profiles"]
+
+# A small simulated data set (4 plates x 96 wells, the real 978 genes) and tiny models.
+TINY = {"simulate": {"n_plates": 4, "wells_per_plate": 96, "n_compounds": 10, "n_cell_lines": 2},
+        "train": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "epochs": 2, "batch_size": 64,
+                  "warmup_steps": 2}}
+RUN_OUTPUTS = ("model.pt", "history.tsv")
+
+
+def run_outputs(*runs):
+    return {f"results/runs/{run}/{name}" for run in runs for name in RUN_OUTPUTS}
+
+
+def shared_file(name):
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"real L1000 test data not available: {path} is absent (see ../shared/data/l1000)")
+    return path
+
+
+def deep_update(base, extra):
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = deep_update(base.get(key, {}), value) if isinstance(value, dict) and value else value
+    return out
+
+
+class Workflow:
+    """A copy of the workflow in a temporary folder, run with snakemake in a subprocess."""
+
+    def __init__(self, path):
+        self.path = path
+        path.mkdir(parents=True)
+        for part in WORKFLOW_PARTS:
+            src = ROOT / part
+            if src.is_dir():
+                shutil.copytree(src, path / part, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(src, path / part)
+        self.config = yaml.safe_load((ROOT / "config.yaml").read_text())
+        self.set_config(TINY)
+
+    def set_config(self, extra):
+        self.config = deep_update(self.config, extra)
+        (self.path / "config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+
+    def write_config_text(self, text):
+        (self.path / "config.yaml").write_text(text)
+
+    def run(self, *args, check=True):
+        cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        proc = subprocess.run(cmd, cwd=self.path, capture_output=True, text=True, env=env)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def summary(self):
+        """{output file: (rule, status, plan)} from ``snakemake --summary``."""
+        out = self.run("--summary").stdout
+        rows = {}
+        for line in out.splitlines()[1:]:
+            fields = line.split("\t")
+            if len(fields) >= 6:
+                rows[fields[0]] = (fields[2], fields[4], fields[5])
+        return rows
+
+    def pending(self):
+        return {f for f, (_, _, plan) in self.summary().items() if plan != "no update"}
+
+
+@pytest.fixture
+def workflow(tmp_path):
+    return Workflow(tmp_path / "wf")

@@ -1,0 +1,130 @@
+"""Bad input: one-line error naming the file (or key) and the problem, non-zero exit, no output."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+from l1kformer.gctx import write_gctx
+
+GENES = [f"g{k}" for k in range(5)]
+
+
+def csv_text(rows, genes=GENES):
+    lines = ["sample," + ",".join(genes)]
+    lines += [f"s{i}," + ",".join(str(v) for v in row) for i, row in enumerate(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def good_rows(n=4):
+    return [[round(5 + 0.1 * i + j, 2) for j in range(len(GENES))] for i in range(n)]
+
+
+def small_gctx(path, n=6, sample_ids=None):
+    meta = pd.DataFrame({"pert_type": ["trt_cp"] * n, "cell_id": ["A375"] * n})
+    ids = sample_ids or [f"s{i}" for i in range(n)]
+    write_gctx(path, np.arange(n * 5, dtype=np.float32).reshape(n, 5) / 7 + 3, ids, GENES, meta)
+
+
+def case_nan(d):
+    rows = good_rows(); rows[2][3] = "NaN"
+    (d / "nan.csv").write_text(csv_text(rows)); return ["nan.csv"], {}, ("nan.csv", "NaN")
+
+
+def case_inf(d):
+    rows = good_rows(); rows[1][0] = "inf"
+    (d / "inf.csv").write_text(csv_text(rows)); return ["inf.csv"], {}, ("inf.csv", "infinite")
+
+
+def case_gene_count(d):
+    (d / "four.csv").write_text(csv_text([r[:4] for r in good_rows()], GENES[:4]))
+    return ["four.csv"], {"orientation": "samples_x_genes"}, ("four.csv", "has 4 genes, expected 5")
+
+
+def case_duplicate_genes(d):
+    (d / "dupgene.csv").write_text(csv_text(good_rows(), GENES[:4] + ["g0"]))
+    return ["dupgene.csv"], {"orientation": "samples_x_genes"}, ("dupgene.csv", "duplicate gene ids: g0")
+
+
+def case_duplicate_samples(d):
+    small_gctx(d / "plate1.gctx"); small_gctx(d / "plate2.gctx", sample_ids=[f"s{i + 5}" for i in range(6)])
+    return ["plate1.gctx", "plate2.gctx"], {}, ("plate2.gctx", "sample ids already in an earlier file")
+
+
+def case_non_numeric(d):
+    rows = good_rows(); rows[0][1] = "abc"
+    (d / "text.csv").write_text(csv_text(rows)); return ["text.csv"], {}, ("text.csv", "non-numeric cell 'abc'")
+
+
+def case_empty(d):
+    (d / "empty.gct").write_text(""); return ["empty.gct"], {}, ("empty.gct", "file is empty")
+
+
+def case_truncated_hdf5(d):
+    small_gctx(d / "full.gctx", n=400)
+    data = (d / "full.gctx").read_bytes()
+    (d / "cut.gctx").write_bytes(data[: len(data) // 2])
+    return ["cut.gctx"], {}, ("cut.gctx", "truncated or corrupt")
+
+
+def case_gct_dims(d):
+    body = "\n".join(f"{g}\tdesc\t" + "\t".join(str(5.0 + k) for k in range(3)) for g in GENES)
+    (d / "dims.gct").write_text(f"#1.2\n6\t3\nName\tDescription\ta\tb\tc\n{body}\n")
+    return ["dims.gct"], {}, ("dims.gct", "declares 6 genes")
+
+
+def case_unknown_gene(d):
+    (d / "genes.tsv").write_text("pr_gene_id\taffx_probe_id\n" + "".join(f"{k}\tp{k}\n" for k in range(5)))
+    (d / "probes.csv").write_text(csv_text(good_rows(), ["p0", "p1", "p2", "p3", "p99"]))
+    return ["probes.csv"], {"gene_table": str(d / "genes.tsv"), "orientation": "samples_x_genes"}, \
+        ("probes.csv", "1 gene ids unknown to the reference table")
+
+
+def case_filter_nothing(d):
+    small_gctx(d / "plate.gctx")
+    return ["plate.gctx"], {"filters": {"pert_type": ["ctl_vehicle"]}}, ("data.filters", "selects no sample")
+
+
+CASES = [case_nan, case_inf, case_gene_count, case_duplicate_genes, case_duplicate_samples,
+         case_non_numeric, case_empty, case_truncated_hdf5, case_gct_dims, case_unknown_gene,
+         case_filter_nothing]
+
+
+def error_lines(proc):
+    return [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("l1kformer error:")]
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__[5:] for c in CASES])
+def test_bad_input_fails_cleanly(workflow, tmp_path, case):
+    d = tmp_path / "inputs"
+    d.mkdir()
+    files, data_cfg, (where, problem) = case(d)
+    workflow.set_config({"data": {"inputs": [str(d / f) for f in files], "n_genes": 5, **data_cfg}})
+    proc = workflow.run("results/data/expression.h5", check=False)
+    assert proc.returncode != 0
+    lines = error_lines(proc)
+    assert lines, proc.stdout + proc.stderr
+    assert where in lines[0] and problem in lines[0], lines[0]
+    data_dir = workflow.path / "results" / "data"
+    assert not data_dir.exists() or not any(data_dir.iterdir()), list(data_dir.iterdir())
+
+
+CONFIG_CASES = [
+    ("ratio: 0.15", "ration: 0.15", "config key mask", "'ration' was unexpected"),
+    ("ratio: 0.15", "ratio: 1e-3", "config key mask.ratio", "'1e-3' is not of type 'number'"),
+]
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("old,new,where,problem", CONFIG_CASES, ids=["misspelled_key", "string_number"])
+def test_bad_config_fails_before_any_job(workflow, old, new, where, problem):
+    text = (ROOT / "config.yaml").read_text()
+    assert old in text
+    workflow.write_config_text(text.replace(old, new))
+    proc = workflow.run(check=False)
+    assert proc.returncode != 0
+    lines = error_lines(proc)
+    assert len(lines) == 1 and where in lines[0] and problem in lines[0], proc.stderr
+    assert not (workflow.path / "results").exists()
+    assert not (workflow.path / "resources" / "simulated").exists()

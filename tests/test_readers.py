@@ -1,0 +1,148 @@
+"""Every input format, detected from content; real L1000 files from ../shared (skipped if absent)."""
+
+import anndata
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import shared_file
+from l1kformer.errors import InputError
+from l1kformer.gctx import write_gctx
+from l1kformer.ingest import ingest
+from l1kformer.readers import detect_format, open_matrix
+
+GENES = ["7849", "780", "2978", "10", "5720"]
+SAMPLES = ["p1:A01", "p1:A02", "p1:A03"]
+VALUES = np.array([[5.5, 3.25, 15.0, 7.0, 2.5], [6.0, 4.0, 8.5, 9.0, 10.0], [3.0, 3.0, 3.0, 12.0, 11.5]],
+                  dtype=np.float32)  # samples x genes
+
+
+def write_all_formats(d):
+    files = {}
+    write_gctx(d / "m.gctx", VALUES, SAMPLES, GENES,
+               sample_meta=pd.DataFrame({"cell_id": ["A375"] * 3, "pert_dose": [0.0, 1.0, 10.0]}))
+    files["gctx"] = d / "m.gctx"
+    files["gctx_as_txt"] = d / "m.txt"
+    files["gctx_as_txt"].write_bytes(files["gctx"].read_bytes())
+    body = "\n".join(f"{g}\tdesc {g}\t" + "\t".join(str(v) for v in VALUES[:, k]) for k, g in enumerate(GENES))
+    (d / "m12.gct").write_text(f"#1.2\n5\t3\nName\tDescription\t" + "\t".join(SAMPLES) + f"\n{body}\n")
+    files["gct12"] = d / "m12.gct"
+    body = "\n".join(f"{g}\tSYM{k}\t" + "\t".join(str(v) for v in VALUES[:, k]) for k, g in enumerate(GENES))
+    (d / "m13.gct").write_text("#1.3\n5\t3\t1\t1\nid\tsymbol\t" + "\t".join(SAMPLES)
+                               + "\ncell_id\tna\tA375\tA375\tMCF7\n" + body + "\n")
+    files["gct13"] = d / "m13.gct"
+    frame = pd.DataFrame(VALUES, index=SAMPLES, columns=GENES)
+    frame.to_csv(d / "sxg.csv")
+    files["csv_samples_x_genes"] = d / "sxg.csv"
+    frame.T.to_csv(d / "gxs.tsv", sep="\t")
+    files["tsv_genes_x_samples"] = d / "gxs.tsv"
+    frame.T.rename_axis("gene").reset_index().to_parquet(d / "gxs.parquet")
+    files["parquet_genes_x_samples"] = d / "gxs.parquet"
+    frame.to_parquet(d / "sxg.parquet")
+    files["parquet_samples_x_genes"] = d / "sxg.parquet"
+    anndata.AnnData(VALUES, obs=pd.DataFrame({"cell_id": ["A375"] * 3}, index=SAMPLES),
+                    var=pd.DataFrame(index=GENES)).write_h5ad(d / "m.h5ad")
+    files["h5ad"] = d / "m.h5ad"
+    return files
+
+
+def test_every_format_reads_the_same_matrix(tmp_path):
+    files = write_all_formats(tmp_path)
+    assert detect_format(files["gctx_as_txt"]) == "gctx"
+    assert detect_format(files["gct12"]) == "gct"
+    for name, path in files.items():
+        m = open_matrix(path, "auto", lambda ids: set(ids) == set(GENES))
+        assert list(m.sample_ids) == SAMPLES, name
+        assert list(m.gene_ids) == GENES, name
+        np.testing.assert_allclose(m.read_rows(0, 3), VALUES, err_msg=name)
+        np.testing.assert_allclose(m.read_rows(1, 2), VALUES[1:2], err_msg=name)
+        m.close()
+
+
+def test_gct13_metadata(tmp_path):
+    m = open_matrix(write_all_formats(tmp_path)["gct13"])
+    assert list(m.sample_meta["cell_id"]) == ["A375", "A375", "MCF7"]
+    assert list(m.gene_meta["symbol"]) == [f"SYM{k}" for k in range(5)]
+
+
+def test_ambiguous_orientation_is_an_error(tmp_path):
+    pd.DataFrame(np.ones((5, 5)), index=[f"s{k}" for k in range(5)], columns=GENES).to_csv(tmp_path / "sq.csv")
+    with pytest.raises(InputError, match="cannot tell"):
+        open_matrix(tmp_path / "sq.csv", "auto", lambda ids: len(ids) == 5)
+
+
+def test_several_files_aligned_by_gene_id(tmp_path):
+    files = write_all_formats(tmp_path)
+    shuffled = pd.DataFrame(VALUES[:, ::-1], index=["q:1", "q:2", "q:3"], columns=GENES[::-1])
+    shuffled.to_csv(tmp_path / "other.csv")
+    out = tmp_path / "out"
+    n = ingest([files["gctx"], tmp_path / "other.csv"], out / "x.h5", out / "s.parquet", out / "g.tsv",
+               n_genes=5, log=lambda m: None)
+    assert n == 6
+    with h5py.File(out / "x.h5") as h5:
+        np.testing.assert_allclose(h5["expression"][()], np.vstack([VALUES, VALUES]))
+        assert [g.decode() for g in h5["gene_id"][()]] == GENES
+    meta = pd.read_parquet(out / "s.parquet")
+    assert list(meta["sample_id"]) == SAMPLES + ["q:1", "q:2", "q:3"]
+    assert meta["source_file"].str.endswith("other.csv").sum() == 3
+
+
+def test_filters_on_metadata(tmp_path):
+    files = write_all_formats(tmp_path)
+    out = tmp_path / "out"
+    n = ingest([files["gctx"]], out / "x.h5", out / "s.parquet", out / "g.tsv", n_genes=5,
+               filters={"pert_dose": [1, 10]}, log=lambda m: None)
+    assert n == 2
+    assert list(pd.read_parquet(out / "s.parquet")["pert_dose"]) == [1.0, 10.0]
+
+
+# --- real LINCS files -------------------------------------------------------------------------------
+
+REAL = ["LJP005_A375_24H_level3_n377x978.gct", "CPC006_A375_6H_level3_n371x978.gctx",
+        "LJP005_A375_24H_level4_n377x978_gct_text_named.gctx"]
+
+
+def test_real_files_ingest_to_the_same_gene_order(tmp_path):
+    table = shared_file("landmark_genes_978.tsv")
+    orders, values = [], {}
+    for name in REAL:
+        out = tmp_path / name
+        ingest([shared_file(name)], out / "x.h5", out / "s.parquet", out / "g.tsv", n_genes=978,
+               gene_table=table, log=lambda m: None)
+        with h5py.File(out / "x.h5") as h5:
+            orders.append(list(h5["gene_id"][()]))
+            values[name] = h5["expression"][()]
+    assert orders[0] == orders[1] == orders[2]
+    assert len(orders[0]) == 978
+    for name in REAL[:2]:  # the Level-3 files: log2 values within [2, 15] (15.0001 as stored)
+        x = values[name]
+        assert x.shape[1] == 978
+        assert x.min() >= 2.0 and x.max() <= 15.0 + 1e-3, (name, x.min(), x.max())
+    assert values[REAL[2]].min() < 0  # Level 4 z-scores: same plate, other level
+
+
+def test_real_text_named_gctx_is_detected_as_gct():
+    assert detect_format(shared_file(REAL[2])) == "gct"
+
+
+def test_real_plates_pool_by_entrez_id(tmp_path):
+    table = shared_file("landmark_genes_978.tsv")
+    out = tmp_path / "out"
+    n = ingest([shared_file(REAL[0]), shared_file(REAL[1])], out / "x.h5", out / "s.parquet",
+               out / "g.tsv", gene_table=table, log=lambda m: None)
+    assert n == 748
+    genes = pd.read_csv(out / "g.tsv", sep="\t", dtype=str)
+    assert genes["gene_id"].iloc[0] == "780"  # the table's order (DDR1 first)
+    # the same probe must carry the same values whichever file order the genes came in
+    m = open_matrix(shared_file(REAL[1]))
+    probe = m.gene_ids[0]
+    entrez = table_entrez(table, probe)
+    with h5py.File(out / "x.h5") as h5:
+        col = list(genes["gene_id"]).index(entrez)
+        np.testing.assert_allclose(h5["expression"][377:, col], m.read_rows(0, m.n_samples)[:, 0])
+
+
+def table_entrez(table, probe):
+    t = pd.read_csv(table, sep="\t", dtype=str)
+    return t.loc[t["affx_probe_id"] == probe, "pr_gene_id"].iloc[0]

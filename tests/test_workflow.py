@@ -1,0 +1,167 @@
+"""The workflow end to end on a copy in a temporary folder: outputs, rerun scope, determinism, lint."""
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_outputs
+
+pytestmark = pytest.mark.workflow
+
+DATA = "results/data/"
+ALL_RUNS = run_outputs("rank_small", "expr_small")
+
+
+def test_lint_is_clean(workflow):
+    proc = workflow.run("--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+def test_train_jobs_request_a_gpu(workflow):
+    out = workflow.run("-n", "--forceall").stdout
+    jobs = out.split("\nrule ")
+    train_jobs = [j for j in jobs if j.startswith("train:")]
+    assert len(train_jobs) == 2
+    for job in train_jobs:
+        assert "gpu=1" in job, job
+
+
+def test_default_config_from_nothing(tmp_path):
+    from conftest import Workflow
+
+    wf = Workflow(tmp_path / "wf")
+    wf.write_config_text((ROOT / "config.yaml").read_text())  # the embedded default, unchanged
+    wf.run("--until", "mask", "rank")  # the data steps; the full default run is timed in the README
+    with h5py.File(wf.path / DATA / "mask.h5") as h5:
+        for name in ("val", "test"):
+            positions = h5[name]["positions"][()]
+            assert positions.shape == (len(h5[name]["rows"]), 147)
+            assert len(positions) > 0
+    with h5py.File(wf.path / DATA / "ranks.h5") as h5:
+        ranks = h5["ranks"][:10]
+    assert (np.sort(ranks, axis=1) == np.arange(978)).all()
+
+
+def test_rerun_scope_and_determinism(workflow):
+    workflow.run()
+    assert workflow.pending() == set()
+
+    # only the mask ratio: mask (and its consumers) pending
+    workflow.set_config({"mask": {"ratio": 0.2}})
+    assert workflow.pending() == {DATA + "mask.h5"} | ALL_RUNS
+    workflow.set_config({"mask": {"ratio": 0.15}})
+    assert workflow.pending() == set()
+
+    # only the split seed: split and mask pending
+    workflow.set_config({"split": {"seed": 7}})
+    assert workflow.pending() == {DATA + "split.h5", DATA + "mask.h5"} | ALL_RUNS
+    workflow.set_config({"split": {"seed": 1}})
+    assert workflow.pending() == set()
+
+    # reordering keys changes nothing
+    cfg = workflow.config
+    reordered = {k: (dict(reversed(list(v.items()))) if isinstance(v, dict) else v)
+                 for k, v in reversed(list(cfg.items()))}
+    workflow.config = {}
+    workflow.set_config(reordered)
+    assert list(workflow.config) != list(cfg)
+    assert workflow.pending() == set()
+
+    # one run's learning rate: that run only
+    workflow.config["runs"]["expr_small"] = {"mode": "expression", "lr": 0.005}
+    workflow.set_config({})
+    assert workflow.pending() == run_outputs("expr_small")
+    workflow.config["runs"]["expr_small"] = {"mode": "expression"}
+    workflow.set_config({})
+    assert workflow.pending() == set()
+
+    # editing a module that rank imports: rank and its consumers (the rank-mode run) pending
+    module = workflow.path / "workflow/scripts/l1kformer/rank.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    assert workflow.pending() == {DATA + "ranks.h5"} | run_outputs("rank_small")
+    workflow.run("--touch")
+    assert workflow.pending() == set()
+
+    # editing the model: training (and later evaluation) only
+    module = workflow.path / "workflow/scripts/l1kformer/model.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    assert workflow.pending() == ALL_RUNS
+    workflow.run("--touch")
+
+    # the same config twice gives byte-identical split and mask files
+    before = {f: (workflow.path / DATA / f).read_bytes() for f in ("split.h5", "mask.h5")}
+    workflow.run("--forcerun", "split", "--until", "mask")
+    for f, content in before.items():
+        assert (workflow.path / DATA / f).read_bytes() == content, f
+
+
+def test_normalised_ranking_uses_the_split(workflow):
+    workflow.set_config({"rank": {"normalize": "median_center"}})
+    workflow.run("--until", "rank", "mask")
+    assert workflow.pending() == ALL_RUNS
+    workflow.set_config({"split": {"seed": 7}})
+    # training medians come from the split, so rank now depends on it
+    assert workflow.pending() == {DATA + "split.h5", DATA + "mask.h5", DATA + "ranks.h5"} | ALL_RUNS
+
+
+def test_group_split_through_the_workflow(workflow):
+    import pandas as pd
+
+    workflow.set_config({"split": {"group_by": "det_plate", "train": 0.5, "val": 0.25, "test": 0.25}})
+    workflow.run(DATA + "split.h5")
+    meta = pd.read_parquet(workflow.path / DATA / "samples.parquet")
+    with h5py.File(workflow.path / DATA / "split.h5") as h5:
+        plates = {s: set(meta["det_plate"].iloc[h5[s][()]]) for s in ("train", "val", "test")}
+    assert plates["train"] and plates["val"] and plates["test"]
+    assert not plates["train"] & plates["test"] and not plates["train"] & plates["val"]
+    assert "groups" in (workflow.path / "results/logs/split.log").read_text()
+
+
+def _train_processes(workdir):
+    """PIDs of training scripts running in ``workdir`` (Snakemake runs them as python ...train.py)."""
+    import os
+
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if "train.py" in cmd and "snakemake" not in cmd.split()[0] and cwd == str(workdir):
+            pids.append(int(pid))
+    return pids
+
+
+def test_sigkilled_training_job_resumes_from_its_checkpoint(workflow):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    workflow.config["runs"] = {"rank_small": {"mode": "rank"}}
+    workflow.set_config({"train": {"epochs": 3, "d_model": 32, "n_layers": 2, "batch_size": 16}})
+    workflow.run("--until", "mask", "rank")
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=workflow.path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = workflow.path / "results/runs/rank_small/checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert ckpt.exists(), "no checkpoint written"
+    time.sleep(0.5)  # inside epoch 2
+    pids = _train_processes(workflow.path)
+    assert pids, "training process not found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    assert proc.wait(timeout=120) != 0
+    assert not (workflow.path / "results/runs/rank_small/model.pt").exists()
+    assert ckpt.exists()
+    workflow.run()
+    log = (workflow.path / "results/logs/train_rank_small.log").read_text()
+    assert "resuming from" in log and "after epoch 1" in log, log
+    history = (workflow.path / "results/runs/rank_small/history.tsv").read_text().splitlines()
+    assert len(history) == 1 + 3
+    assert not ckpt.exists()  # removed once the model file is written
