@@ -1,4 +1,5 @@
 # Helpers only: config validation, paths, and the package modules each step imports.
+import re
 import sys
 
 import jsonschema
@@ -33,6 +34,15 @@ STEP_MODULES = {
     "rank": ["__init__", "errors", "fileio", "rank", "split", "step"],
     "mask": ["__init__", "errors", "fileio", "mask", "split", "step"],
     "train": ["__init__", "errors", "fileio", "loader", "mask", "model", "split", "step", "train"],
+    "baselines_rank": ["__init__", "baselines", "errors", "fileio", "loader", "mask", "metrics", "split", "step"],
+    "baselines_expression": ["__init__", "baselines", "errors", "fileio", "gctx", "loader", "mask", "metrics",
+                             "simulate", "split", "step"],
+    "embed": ["__init__", "embed", "errors", "evaluate", "fileio", "loader", "mask", "metrics", "model", "step"],
+    "evaluate": ["__init__", "errors", "evaluate", "fileio", "loader", "mask", "metrics", "model", "step"],
+    "plot_training": ["__init__", "errors", "fileio", "plots", "step"],
+    "plot_rank": ["__init__", "errors", "fileio", "plots", "step"],
+    "plot_expression": ["__init__", "errors", "fileio", "plots", "step"],
+    "summary": ["__init__", "errors", "fileio", "plots", "step", "summary"],
 }
 
 
@@ -65,12 +75,55 @@ def run_settings(run):
     return sorted_dict({**config["train"], **config["runs"][run]})
 
 
+def run_mode(run):
+    return config["runs"][run]["mode"]
+
+
+def runs_of(mode):
+    return sorted(r for r in config["runs"] if run_mode(r) == mode)
+
+
+def one_of(names):
+    """A wildcard regex matching exactly these names (and nothing when there are none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!x)x"
+
+
 def train_data(wildcards):
-    mode = config["runs"][wildcards.run]["mode"]
-    return "results/data/ranks.h5" if mode == "rank" else "results/data/expression.h5"
+    return "results/data/ranks.h5" if run_mode(wildcards.run) == "rank" else "results/data/expression.h5"
+
+
+def run_baselines(wildcards):
+    return f"results/baselines/{run_mode(wildcards.run)}.json"
+
+
+def is_simulated():
+    return config["data"]["inputs"] == [SIMULATED_GCTX]
+
+
+def expression_baseline_inputs(wildcards):
+    inputs = {"expression": "results/data/expression.h5", "samples": "results/data/samples.parquet"}
+    if is_simulated():
+        inputs["truth"] = SIMULATED_TRUTH
+    return inputs
+
+
+def summary_inputs(wildcards):
+    inputs = {"metrics": expand("results/runs/{run}/metrics.json", run=sorted(config["runs"]))}
+    for mode in ("rank", "expression"):
+        if runs_of(mode):
+            inputs[f"{mode}_baselines"] = f"results/baselines/{mode}.json"
+    return inputs
+
+
+RANK_PLOTS = ["genes", "by_position", "heatmap", "baselines"]
+EXPRESSION_PLOTS = ["scatter", "worst_genes", "error_vs_level", "baselines"]
 
 
 def get_final_output():
-    outputs = ["results/data/ranks.h5", "results/data/mask.h5"]
-    outputs += expand("results/runs/{run}/model.pt", run=sorted(config["runs"]))
+    runs = sorted(config["runs"])
+    outputs = ["results/summary.tsv", "results/plots/comparison.png"]
+    outputs += expand("results/runs/{run}/{name}", run=runs,
+                      name=["metrics.json", "embeddings_val.parquet", "plots/training_curves.png"])
+    outputs += expand("results/runs/{run}/plots/{plot}.png", run=runs_of("rank"), plot=RANK_PLOTS)
+    outputs += expand("results/runs/{run}/plots/{plot}.png", run=runs_of("expression"), plot=EXPRESSION_PLOTS)
     return outputs

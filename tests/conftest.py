@@ -17,11 +17,14 @@ WORKFLOW_PARTS = ["Snakefile", "config.yaml", "rules", "workflow", "envs", "prof
 TINY = {"simulate": {"n_plates": 4, "wells_per_plate": 96, "n_compounds": 10, "n_cell_lines": 2},
         "train": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "epochs": 2, "batch_size": 64,
                   "warmup_steps": 2}}
-RUN_OUTPUTS = ("model.pt", "history.tsv")
+MODES = {"rank_small": "rank", "expr_small": "expression"}
 
 
-def run_outputs(*runs):
-    return {f"results/runs/{run}/{name}" for run in runs for name in RUN_OUTPUTS}
+def run_jobs(*runs):
+    """The per-run jobs downstream of training, for runs of the default config."""
+    return {(rule, run) for run in runs
+            for rule in ("train", "embed", "evaluate", "plot_training",
+                         "plot_rank" if MODES[run] == "rank" else "plot_expression")}
 
 
 def shared_file(name):
@@ -80,6 +83,15 @@ class Workflow:
 
     def pending(self):
         return {f for f, (_, _, plan) in self.summary().items() if plan != "no update"}
+
+    def pending_jobs(self):
+        """{(rule, run or None)} of the jobs --summary says would run."""
+        jobs = set()
+        for f, (rule, _, plan) in self.summary().items():
+            if plan != "no update":
+                parts = f.split("/")
+                jobs.add((rule, parts[2] if parts[:2] == ["results", "runs"] else None))
+        return jobs
 
 
 @pytest.fixture

@@ -4,12 +4,14 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_outputs
+from conftest import ROOT, run_jobs
 
 pytestmark = pytest.mark.workflow
 
 DATA = "results/data/"
-ALL_RUNS = run_outputs("rank_small", "expr_small")
+ALL_RUNS = run_jobs("rank_small", "expr_small")
+SUMMARY = {("summary", None)}
+BASELINES = {("baselines_rank", None), ("baselines_expression", None)}
 
 
 def test_lint_is_clean(workflow):
@@ -46,16 +48,17 @@ def test_default_config_from_nothing(tmp_path):
 def test_rerun_scope_and_determinism(workflow):
     workflow.run()
     assert workflow.pending() == set()
+    check_outputs_and_report(workflow)
 
-    # only the mask ratio: mask (and its consumers) pending
+    # only the mask ratio: mask and its consumers pending
     workflow.set_config({"mask": {"ratio": 0.2}})
-    assert workflow.pending() == {DATA + "mask.h5"} | ALL_RUNS
+    assert workflow.pending_jobs() == {("mask", None)} | BASELINES | ALL_RUNS | SUMMARY
     workflow.set_config({"mask": {"ratio": 0.15}})
     assert workflow.pending() == set()
 
-    # only the split seed: split and mask pending
+    # only the split seed: split, mask and their consumers pending
     workflow.set_config({"split": {"seed": 7}})
-    assert workflow.pending() == {DATA + "split.h5", DATA + "mask.h5"} | ALL_RUNS
+    assert workflow.pending_jobs() == {("split", None), ("mask", None)} | BASELINES | ALL_RUNS | SUMMARY
     workflow.set_config({"split": {"seed": 1}})
     assert workflow.pending() == set()
 
@@ -68,25 +71,25 @@ def test_rerun_scope_and_determinism(workflow):
     assert list(workflow.config) != list(cfg)
     assert workflow.pending() == set()
 
-    # one run's learning rate: that run only
+    # one run's learning rate: that run only (and the summary)
     workflow.config["runs"]["expr_small"] = {"mode": "expression", "lr": 0.005}
     workflow.set_config({})
-    assert workflow.pending() == run_outputs("expr_small")
+    assert workflow.pending_jobs() == run_jobs("expr_small") | SUMMARY
     workflow.config["runs"]["expr_small"] = {"mode": "expression"}
     workflow.set_config({})
     assert workflow.pending() == set()
 
-    # editing a module that rank imports: rank and its consumers (the rank-mode run) pending
+    # editing a module that rank imports: rank and its consumers pending
     module = workflow.path / "workflow/scripts/l1kformer/rank.py"
     module.write_text(module.read_text() + "\n# an edit\n")
-    assert workflow.pending() == {DATA + "ranks.h5"} | run_outputs("rank_small")
+    assert workflow.pending_jobs() == {("rank", None), ("baselines_rank", None)} | run_jobs("rank_small") | SUMMARY
     workflow.run("--touch")
     assert workflow.pending() == set()
 
-    # editing the model: training (and later evaluation) only
+    # editing the model: training, embedding, evaluation (and the plots and summary after them) only
     module = workflow.path / "workflow/scripts/l1kformer/model.py"
     module.write_text(module.read_text() + "\n# an edit\n")
-    assert workflow.pending() == ALL_RUNS
+    assert workflow.pending_jobs() == ALL_RUNS | SUMMARY
     workflow.run("--touch")
 
     # the same config twice gives byte-identical split and mask files
@@ -96,13 +99,45 @@ def test_rerun_scope_and_determinism(workflow):
         assert (workflow.path / DATA / f).read_bytes() == content, f
 
 
+def check_outputs_and_report(workflow):
+    """Metrics, summary, plots and embeddings for both modes, and a report holding every plot."""
+    import json
+
+    import pandas as pd
+
+    summary = pd.read_csv(workflow.path / "results/summary.tsv", sep="\t")
+    assert set(summary["name"]) >= {"rank_small", "expr_small", "gene_mean", "linear_shrunk", "knn",
+                                    "oracle", "position_frequency", "position_frequency_smoothed"}
+    for run in ("rank_small", "expr_small"):
+        metrics = json.loads((workflow.path / f"results/runs/{run}/metrics.json").read_text())
+        assert metrics["baselines"] and metrics["versus_baselines"] and metrics["probe"]["cell_id"]
+        for name in ("embeddings_val.parquet", "embeddings_test.parquet", "gene_embeddings.parquet"):
+            assert len(pd.read_parquet(workflow.path / f"results/runs/{run}/{name}")) > 0
+    plots = sorted((workflow.path / "results").rglob("*.png"))
+    assert len(plots) == 2 * 5 + 1
+    workflow.run("--report", "results/report.html")
+    html = (workflow.path / "results/report.html").read_text()
+    for png in plots:
+        assert png.name in html, png
+
+
+def test_baselines_run_once_per_mask_whatever_the_runs(workflow):
+    workflow.config["runs"] = {f"{mode}_{k}": {"mode": mode, "d_model": 16 * (k + 1)}
+                               for mode in ("rank", "expression") for k in range(3)}
+    workflow.set_config({})
+    out = workflow.run("-n", "--forceall").stdout
+    counts = dict(line.split()[:2] for line in out.split("Job stats:")[1].splitlines()[3:] if line.strip())
+    assert counts["train"] == "6" and counts["evaluate"] == "6"
+    assert counts["baselines_rank"] == "1" and counts["baselines_expression"] == "1"
+
+
 def test_normalised_ranking_uses_the_split(workflow):
     workflow.set_config({"rank": {"normalize": "median_center"}})
     workflow.run("--until", "rank", "mask")
-    assert workflow.pending() == ALL_RUNS
+    assert ("rank", None) not in workflow.pending_jobs()
     workflow.set_config({"split": {"seed": 7}})
     # training medians come from the split, so rank now depends on it
-    assert workflow.pending() == {DATA + "split.h5", DATA + "mask.h5", DATA + "ranks.h5"} | ALL_RUNS
+    assert {("split", None), ("mask", None), ("rank", None)} <= workflow.pending_jobs()
 
 
 def test_group_split_through_the_workflow(workflow):

@@ -60,3 +60,30 @@ def row_blocks(n_rows, block_rows):
     """Yield (start, stop) pairs that cover ``range(n_rows)`` in blocks of ``block_rows``."""
     for start in range(0, n_rows, block_rows):
         yield start, min(start + block_rows, n_rows)
+
+
+def _finite(obj):
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def write_json(path, obj):
+    """Atomic JSON with sorted keys; NaN and infinities become null (JSON has no NaN)."""
+    import json
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_finite(obj), indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    import json
+
+    with open(path) as f:
+        return json.load(f)

@@ -8,6 +8,9 @@ Two ends on one trunk:
   embedding (no sentinel value: after standardisation every number is a real value); the head
   regresses one value per masked position. Per-gene mean and sd (train split) are buffers of the
   model, so predictions come back in the original units.
+Dropout acts on the embeddings and the residual branches only, never on attention probabilities:
+that keeps the fused attention kernels (flash / memory-efficient, on GPU and CPU) in use during
+training, where attention dropout would force the unfused path that materialises 978 x 978 scores.
 Pure torch, no I/O.
 """
 
@@ -49,12 +52,11 @@ class SelfAttention(nn.Module):
         self.n_heads = cfg.n_heads
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
-        self.dropout = cfg.dropout
 
     def forward(self, x):
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v)
         return self.proj(y.transpose(1, 2).reshape(b, t, d))
 
 

@@ -1,0 +1,153 @@
+"""Metrics, constrained decoding and baselines: hand cases, identities, and the real-data reference."""
+
+import numpy as np
+import pytest
+
+from conftest import shared_file
+from l1kformer.baselines import conditional_mean, expression_baselines, knn_predict, rank_baselines, shrink
+from l1kformer.metrics import expression_metrics, grouped_correlations, score_profile, summarize_rank
+
+
+def test_rank_metrics_hand_case():
+    # 2 masked positions, 4 genes; the true genes are 2 and 0
+    scores = np.log(np.array([[0.1, 0.2, 0.6, 0.1],
+                              [0.3, 0.3, 0.2, 0.2]]))
+    true = np.array([2, 0])
+    r = score_profile(scores, true)
+    np.testing.assert_allclose(r["ce"], [-np.log(0.6), -np.log(0.3)])
+    assert list(r["top1"]) == [True, True]  # row 2: genes 0 and 1 tie; the lower index comes first
+    assert list(r["rank_error"]) == [0.0, 0.5]  # a tie counts half
+    # constrained to the missing genes {0, 2}: row 1 renormalises 0.3 vs 0.2
+    np.testing.assert_allclose(r["c_ce"], [-np.log(0.6 / 0.7), -np.log(0.3 / 0.5)])
+    assert list(r["c_top1"]) == [True, True] and list(r["c_rank_error"]) == [0.0, 0.0]
+    assert list(r["assign_gene"]) == [2, 0] and r["assign_top1"].all()
+    s = summarize_rank([r])
+    assert s["top1"] == 1.0 and s["c_top1"] == 1.0 and s["mean_rank_error"] == 0.25
+
+
+def test_hungarian_can_beat_greedy():
+    # both positions prefer gene 5; one-to-one decoding must give it to the stronger claim
+    scores = np.full((2, 8), -10.0)
+    scores[0, [5, 3]] = [-0.1, -0.2]
+    scores[1, [5, 3]] = [-0.5, -3.0]
+    r = score_profile(scores, np.array([3, 5]))
+    assert list(r["c_pred_gene"]) == [5, 5]  # greedy: both pick gene 5
+    assert list(r["assign_gene"]) == [3, 5]  # assignment: total log-score -0.2 - 0.5 beats -0.1 - 3.0
+
+
+def test_constrained_decoding_is_a_permutation_of_the_missing_genes():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        true = rng.choice(978, size=147, replace=False)
+        r = score_profile(rng.normal(size=(147, 978)), true)
+        assert sorted(r["assign_gene"]) == sorted(true)
+        assert set(r["c_pred_gene"]) <= set(true)
+
+
+def test_expression_metrics_hand_case():
+    pred = np.array([1.0, 2.0, 3.0, 5.0])
+    true = np.array([1.0, 2.0, 4.0, 4.0])
+    m = expression_metrics(pred, true, profile=np.array([0, 0, 1, 1]), gene=np.array([0, 1, 0, 1]))
+    assert m["mse"] == pytest.approx(0.5) and m["mae"] == pytest.approx(0.5)
+    assert m["pearson"] == pytest.approx(np.corrcoef(pred, true)[0, 1])
+    x, y = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 4.0, 6.0, 9.0])
+    assert grouped_correlations(x, y, np.zeros(4, int)) == pytest.approx(np.corrcoef(x, y)[0, 1])
+    assert grouped_correlations(x, y, np.zeros(4, int), spearman=True) == pytest.approx(1.0)
+
+
+def test_best_linear_predictor_equals_least_squares():
+    rng = np.random.default_rng(1)
+    g, n = 6, 400
+    a = rng.normal(size=(g, g))
+    train = rng.normal(size=(n, g)) @ a + rng.normal(size=g)
+    test = rng.normal(size=(5, g)) @ a
+    mean = train.mean(axis=0)
+    cov = np.cov(train, rowvar=False, bias=True)
+    positions = np.array([[1, 4]] * 5)
+    pred = conditional_mean(mean, np.linalg.inv(shrink(cov, 0.0)), test, positions)
+    observed = [0, 2, 3, 5]
+    design = np.column_stack([np.ones(n), train[:, observed]])
+    coef, *_ = np.linalg.lstsq(design, train[:, [1, 4]], rcond=None)
+    direct = np.column_stack([np.ones(5), test[:, observed]]) @ coef
+    np.testing.assert_allclose(pred, direct, rtol=1e-8, atol=1e-8)
+
+
+def test_knn_hand_case():
+    reference = np.array([[0.0, 0.0, 10.0], [1.0, 1.0, 20.0], [5.0, 5.0, 30.0]])
+    pred = knn_predict(reference, np.array([[0.9, 1.2, 0.0]]), np.array([[2]]), k=2)
+    assert pred[0, 0] == pytest.approx(15.0)
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    from l1kformer.ingest import ingest
+    from l1kformer.mask import make_mask
+    from l1kformer.rank import rank_file
+    from l1kformer.simulate import SimulationConfig, simulate
+    from l1kformer.split import split_rows
+
+    d = tmp_path_factory.mktemp("sim")
+    simulate(SimulationConfig(n_plates=3, wells_per_plate=128, n_cell_lines=2, n_compounds=8),
+             d / "sim.gctx", d / "truth.h5", log=lambda m: None)
+    ingest([d / "sim.gctx"], d / "x.h5", d / "s.parquet", d / "g.tsv", log=lambda m: None)
+    rank_file(d / "x.h5", d / "r.h5", log=lambda m: None)
+    split = split_rows(384, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=0)
+    return d, split, make_mask(split, 978, 0.15, seed=0)
+
+
+def test_oracle_is_at_or_below_every_baseline(simulated):
+    import pandas as pd
+    from l1kformer.simulate import codes_from_meta, load_truth, oracle_predict
+
+    d, split, mask = simulated
+    truth, meta = load_truth(d / "truth.h5"), pd.read_parquet(d / "s.parquet")
+
+    def oracle(rows, values, positions):
+        return oracle_predict(truth, codes_from_meta(truth, meta.iloc[rows].reset_index(drop=True)),
+                              values, positions)
+
+    results, info = expression_baselines(d / "x.h5", split, mask["val"], mask["test"], oracle=oracle,
+                                         log=lambda m: None)
+    assert set(results) == {"gene_mean", "linear_shrunk", "linear_ledoit_wolf", "knn", "oracle"}
+    for name, m in results.items():
+        assert results["oracle"]["mse"] <= m["mse"], name
+    assert results["linear_shrunk"]["mse"] < results["gene_mean"]["mse"]
+    assert info["shrinkage"] in (0.01, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def test_rank_baselines_beat_chance(simulated):
+    d, split, mask = simulated
+    res = rank_baselines(d / "r.h5", split["train"], *mask["test"], log=lambda m: None)
+    assert res["position_frequency_smoothed"]["c_mean_rank_error"] < 0.7 * 73.0  # chance among 147
+    assert res["position_frequency"]["mean_rank_error"] < 488.5
+
+
+# --- the reference numbers of ../shared/data/l1000/README.md -----------------------------------------
+
+def test_baselines_near_the_reference_numbers_on_real_plates(tmp_path):
+    from l1kformer.ingest import ingest
+    from l1kformer.mask import make_mask
+    from l1kformer.rank import rank_file
+
+    files = [shared_file("LJP005_A375_24H_level3_n377x978.gct"), shared_file("CPC006_A375_6H_level3_n371x978.gctx")]
+    ingest(files, tmp_path / "x.h5", tmp_path / "s.parquet", tmp_path / "g.tsv",
+           gene_table=shared_file("landmark_genes_978.tsv"), log=lambda m: None)
+    rank_file(tmp_path / "x.h5", tmp_path / "r.h5", log=lambda m: None)
+    # the README's protocol: 80/20 train/test, inside train 80/20 train/val, 147 masked per profile
+    perm = np.random.default_rng(0).permutation(748)
+    test, rest = np.sort(perm[:150]), perm[150:]
+    split = {"train": np.sort(rest[120:]), "val": np.sort(rest[:120]), "test": test}
+    mask = make_mask(split, 978, 0.15, seed=1)
+    expr, info = expression_baselines(tmp_path / "x.h5", split, mask["val"], mask["test"], log=lambda m: None)
+    assert 0.85 < expr["gene_mean"]["mse"] < 1.10  # reference 0.973
+    assert 0.45 < expr["linear_shrunk"]["mse"] < 0.62 and 0.5 <= info["shrinkage"] <= 0.9  # 0.538, a = 0.7
+    assert 0.80 < expr["linear_ledoit_wolf"]["mse"] < 1.05 and info["ledoit_wolf_shrinkage"] < 0.1  # 0.949
+    assert 0.55 < expr["knn"]["mse"] < 0.75  # 0.648
+    rank = rank_baselines(tmp_path / "r.h5", split["train"], *mask["test"], log=lambda m: None)
+    assert 0.008 < rank["position_frequency"]["top1"] < 0.025  # 0.015
+    assert 150 < rank["position_frequency"]["mean_rank_error"] < 230  # 189
+    assert 0.06 < rank["position_frequency_smoothed"]["c_top1"] < 0.10  # 0.081
+    assert 15 < rank["position_frequency_smoothed"]["c_mean_rank_error"] < 21  # 17.8
+    assert 0.05 < rank["position_frequency_smoothed"]["assign_top1"] < 0.09  # Hungarian 0.068
+    assert 0.03 < rank["mean_rank"]["assign_top1"] < 0.06  # 0.046
+    assert 19 < rank["mean_rank"]["c_mean_rank_error"] < 26  # 21.9
