@@ -1,4 +1,5 @@
 # Helpers only: config validation, paths, and the package modules each step imports.
+import os
 import re
 import sys
 
@@ -21,6 +22,21 @@ def _check_config(config, schema_path):
 
 _check_config(config, workflow.source_path("../workflow/schemas/config.schema.yaml"))
 validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
+
+# Sweeps become ordinary named runs (the package's logic, imported here at parse time).
+sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
+from l1kformer.errors import InputError  # noqa: E402
+from l1kformer.sweeps import expand_sweeps  # noqa: E402
+
+try:
+    config["runs"] = expand_sweeps(config.get("runs", {}), config.get("sweeps", {}))
+except InputError as exc:
+    print(f"l1kformer error: config key {exc}", file=sys.stderr)
+    sys.exit(1)
+_check_config(config, workflow.source_path("../workflow/schemas/config.schema.yaml"))
+if not config["runs"]:
+    print("l1kformer error: config key runs: no runs and no sweeps: nothing to train", file=sys.stderr)
+    sys.exit(1)
 
 SIMULATED_GCTX = "resources/simulated/l1000_sim.gctx"
 SIMULATED_TRUTH = "resources/simulated/l1000_sim_truth.h5"

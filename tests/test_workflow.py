@@ -200,3 +200,23 @@ def test_sigkilled_training_job_resumes_from_its_checkpoint(workflow):
     history = (workflow.path / "results/runs/rank_small/history.tsv").read_text().splitlines()
     assert len(history) == 1 + 3
     assert not ckpt.exists()  # removed once the model file is written
+
+
+def test_real_data_example_runs_end_to_end(workflow):
+    import pandas as pd
+    import yaml
+
+    from conftest import SHARED_DATA, shared_file
+
+    shared_file("landmark_genes_978.tsv")  # skips when the real files are absent
+    example = yaml.safe_load((ROOT / "resources/examples/real_l1000.yaml").read_text())
+    example["data"]["inputs"] = [str(SHARED_DATA / p.split("/")[-1]) for p in example["data"]["inputs"]]
+    example["data"]["gene_table"] = str(SHARED_DATA / "landmark_genes_978.tsv")
+    example["train"] = {"epochs": 1, "d_model": 16, "n_layers": 1, "batch_size": 64}  # tiny, for time
+    workflow.set_config(example)
+    workflow.run()
+    summary = pd.read_csv(workflow.path / "results/summary.tsv", sep="\t")
+    assert "oracle" not in set(summary["name"])  # real data: no generator, no oracle
+    assert {"rank_small", "expr_small", "linear_shrunk", "position_frequency_smoothed"} <= set(summary["name"])
+    shrunk = summary.set_index("name").loc["linear_shrunk", "mse"]
+    assert 0.4 < shrunk < 0.7  # near the reference 0.538
