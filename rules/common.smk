@@ -49,7 +49,7 @@ STEP_MODULES = {
     "split": ["__init__", "errors", "fileio", "split", "step"],
     "rank": ["__init__", "errors", "fileio", "rank", "split", "step"],
     "mask": ["__init__", "errors", "fileio", "mask", "split", "step"],
-    "train": ["__init__", "errors", "fileio", "loader", "mask", "model", "split", "step", "train"],
+    "train": ["__init__", "distributed", "errors", "fileio", "loader", "mask", "model", "split", "step", "train"],
     "baselines_rank": ["__init__", "baselines", "errors", "fileio", "loader", "mask", "metrics", "split", "step"],
     "baselines_expression": ["__init__", "baselines", "errors", "fileio", "gctx", "loader", "mask", "metrics",
                              "simulate", "split", "step"],

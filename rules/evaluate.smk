@@ -65,7 +65,7 @@ rule embed:
     benchmark:
         "results/benchmarks/embed_{run}.tsv"
     conda:
-        "../envs/l1kformer.yaml"
+        "../envs/l1kformer-gpu.yaml"
     script:
         "../workflow/scripts/embed.py"
 
@@ -89,7 +89,7 @@ rule evaluate:
     benchmark:
         "results/benchmarks/evaluate_{run}.tsv"
     conda:
-        "../envs/l1kformer.yaml"
+        "../envs/l1kformer-gpu.yaml"
     script:
         "../workflow/scripts/evaluate.py"
 

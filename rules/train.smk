@@ -13,12 +13,12 @@ rule train:
         run="[A-Za-z0-9_.-]+",
     threads: 8
     resources:
-        gpu=1,
+        gpu=lambda wildcards: run_settings(wildcards.run)["gpus"],
     log:
         "results/logs/train_{run}.log",
     benchmark:
         "results/benchmarks/train_{run}.tsv"
     conda:
-        "../envs/l1kformer.yaml"
+        "../envs/l1kformer-gpu.yaml"
     script:
         "../workflow/scripts/train.py"

@@ -18,8 +18,11 @@ N_GENES = 16
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
+    return make_tiny_data(tmp_path_factory.mktemp("tiny"))
+
+
+def make_tiny_data(d):
     """512 profiles x 16 genes with strong co-expression (two factors), as expression and ranks."""
-    d = tmp_path_factory.mktemp("tiny")
     rng = np.random.default_rng(0)
     load = rng.normal(0, 1.0, (N_GENES, 2))
     x = 8 + np.arange(N_GENES) * 0.3 + rng.normal(size=(512, 2)) @ load.T + rng.normal(0, 0.2, (512, N_GENES))

@@ -37,7 +37,9 @@ def l1kformer_imports(path):
 
 
 def transitive(script):
-    todo, seen = list(l1kformer_imports(script)), {"__init__"}
+    # modules imported, and modules started as programs ("-m l1kformer.distributed")
+    started = set(re.findall(r'"l1kformer\.(\w+)"', script.read_text()))
+    todo, seen = list(l1kformer_imports(script) | started), {"__init__"}
     while todo:
         module = todo.pop()
         if module not in seen:
@@ -73,15 +75,30 @@ def test_every_rule_names_an_existing_env_and_a_log():
             assert "log:" in rule, f"rule {name} has no log"
 
 
+CONDA_ONLY = {"python", "cuda-version"}
+OUTSIDE_JOBS = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "transformers"}  # not in job envs
+
+
 def test_env_files_pin_what_pyproject_pins():
     pyproject = (ROOT / "pyproject.toml").read_text()
     pins = dict(re.findall(r'"([A-Za-z0-9_.-]+)==([^"]+)"', pyproject))
-    conda_names = {"torch": "pytorch"}
-    for env in (ROOT / "envs").glob("*.yaml"):
+    to_conda = {"torch": "pytorch"}
+    envs = sorted((ROOT / "envs").glob("*.yaml"))
+    assert len(envs) == 2
+    for env in envs:
         deps = yaml.safe_load(env.read_text())["dependencies"]
-        pinned = dict(d.split("=", 1) for d in deps if isinstance(d, str) and "=" in d)
-        for name, version in pinned.items():
-            if name == "python":
-                continue
-            py_name = {v: k for k, v in conda_names.items()}.get(name, name)
-            assert pins.get(py_name) == version.split("=")[0], f"{env.name}: {name}={version}"
+        pinned = {d.split("=")[0]: d.split("=")[1] for d in deps if isinstance(d, str) and "=" in d}
+        for name, version in pins.items():
+            if name not in OUTSIDE_JOBS:
+                assert pinned.get(to_conda.get(name, name)) == version, f"{env.name} lacks {name}=={version}"
+        assert set(pinned) - CONDA_ONLY == {to_conda.get(n, n) for n in pins} - OUTSIDE_JOBS, env.name
+    gpu = yaml.safe_load((ROOT / "envs/l1kformer-gpu.yaml").read_text())["dependencies"]
+    assert any(d.startswith("pytorch=") and d.endswith("=cuda*") for d in gpu)
+
+
+def test_gpu_rules_use_the_cuda_env():
+    text = "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
+    for rule in re.split(r"^rule ", text, flags=re.M)[1:]:
+        name = rule.split(":")[0]
+        env = re.findall(r'conda:\s*\n\s*"([^"]+)"', rule)[0]
+        assert ("gpu=" in rule) == env.endswith("l1kformer-gpu.yaml"), name

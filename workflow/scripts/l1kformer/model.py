@@ -50,7 +50,9 @@ class SelfAttention(nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.n_heads = cfg.n_heads
-        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        # no bias: a key bias cannot change attention (softmax is shift-invariant), so its gradient is
+        # rounding noise that Adam would turn into real steps
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
 
     def forward(self, x):
@@ -101,7 +103,8 @@ class L1kFormer(nn.Module):
     def _init_weights(module):
         if isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, 0.0, 0.02)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, 0.0, 0.02)
 

@@ -7,6 +7,7 @@ every random draw is derived from (seed, epoch) rather than from the state of a 
 """
 
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -42,6 +43,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     window_rows: int = 16384
+    gpus: int = 1
+    max_steps_per_epoch: int = 0  # 0: the whole training set each epoch
 
     def __post_init__(self):
         if self.mask_schedule not in MASK_SCHEDULES:
@@ -109,11 +112,11 @@ def corrupt(x, masked, cfg, model_cfg, generator):
     return torch.where(randomise, noise, x), masked & ~replace
 
 
-def pick_device(wanted, log):
+def pick_device(wanted, log, local_rank=0):
     if wanted == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():
-        return torch.device("cuda")
+        return torch.device("cuda", local_rank)
     if wanted == "cuda":
         raise RuntimeError("device: cuda was asked for but no GPU is visible to this job")
     log("WARNING: no GPU visible to this job; training on the CPU (slow for real data)")
@@ -203,7 +206,9 @@ def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=
     from tqdm import tqdm
 
     model_cfg, cfg = split_settings(settings)
-    device = pick_device(cfg.device, log)
+    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
+    device = pick_device(cfg.device, log, int(os.environ.get("LOCAL_RANK", 0)))
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" \
         else (lambda: torch.autocast("cpu", enabled=False))
     dataset = "ranks" if model_cfg.mode == "rank" else "expression"
@@ -216,10 +221,15 @@ def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=
         model.value_std.copy_(torch.from_numpy(np.maximum(std, 1e-6)).float())
     model.to(device)
     optimizer = model.configure_optimizer(cfg.lr, cfg.weight_decay)
+    # With DistributedDataParallel every rank draws the same global batch, masks and corruption (all
+    # seeded by (seed, epoch)) and trains on its own slice of it; gradients are averaged across ranks,
+    # so N processes follow the single-process run with the same global batch.
+    net = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     train_loader = RowBatches(data_path, dataset, train_rows, cfg.batch_size, cfg.window_rows)
     val_rows, val_positions = val_mask
     val_loader = RowBatches(data_path, dataset, val_rows, max(cfg.batch_size, 64), cfg.window_rows)
-    total_steps = cfg.epochs * len(train_loader)
+    steps_per_epoch = min(len(train_loader), cfg.max_steps_per_epoch or len(train_loader))
+    total_steps = cfg.epochs * steps_per_epoch
 
     state = {"epoch": 0, "step": 0, "best_val": float("inf"), "best_state": None, "best_epoch": 0,
              "bad_epochs": 0, "history": []}
@@ -233,8 +243,10 @@ def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=
         else:
             log(f"ignoring {checkpoint_path}: it belongs to other settings, data or code")
     n_params = sum(p.numel() for p in model.parameters())
+    if world > 1:
+        log(f"DistributedDataParallel over {world} processes ({'nccl' if device.type == 'cuda' else 'gloo'})")
     log(f"{model_cfg.mode} model, {n_params:,} parameters, {len(train_rows)} train / {len(val_rows)} val "
-        f"profiles, {len(train_loader)} steps per epoch, device {device}")
+        f"profiles, {steps_per_epoch} steps per epoch, device {device}")
 
     while state["epoch"] < cfg.epochs and state["bad_epochs"] < cfg.patience:
         epoch = state["epoch"]
@@ -244,8 +256,9 @@ def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         t0, seen, loss_sum, ratio = time.time(), 0, 0.0, cfg.mask_start
-        bar = tqdm(train_loader.epoch(cfg.seed, epoch), total=len(train_loader), file=sys.stderr,
-                   desc=f"epoch {epoch + 1}/{cfg.epochs}", mininterval=10, disable=not progress)
+        batches = itertools.islice(train_loader.epoch(cfg.seed, epoch), steps_per_epoch)
+        bar = tqdm(batches, total=steps_per_epoch, file=sys.stderr, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   mininterval=10, disable=not progress)
         for _, values in bar:
             lr = lr_at(state["step"], total_steps, cfg)
             for group in optimizer.param_groups:
@@ -254,16 +267,25 @@ def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=
             x, y = to_inputs(model, values, device)
             masked = random_mask(len(x), model_cfg.n_genes, ratio, gen, device)
             inputs, visible = corrupt(x, masked, cfg, model_cfg, gen)
+            weight = 1.0
+            if world > 1:  # this rank's slice; the loss weighted so that the DDP average is the global mean
+                part = slice(rank * len(x) // world, (rank + 1) * len(x) // world)
+                weight = world * int(masked[part].sum()) / int(masked.sum())
+                inputs, masked, y = inputs[part], masked[part], y[part]
+                visible = visible[part] if visible is not None else None
             with autocast():
-                _, loss = model(inputs, masked, y, visible)
+                _, loss = net(inputs, masked, y, visible)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss * weight).backward()
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             state["step"] += 1
             seen += len(x)
-            loss_sum += float(loss.detach()) * len(x)
+            batch_loss = loss.detach() * weight / world
+            if world > 1:
+                torch.distributed.all_reduce(batch_loss)
+            loss_sum += float(batch_loss) * len(x)
         if device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.time() - t0
@@ -277,8 +299,11 @@ def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=
         else:
             state["bad_epochs"] += 1
         state["epoch"] = epoch + 1
-        save_atomic({"job_id": job_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "state": state}, checkpoint_path)
+        if rank == 0:
+            save_atomic({"job_id": job_id, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "state": state}, checkpoint_path)
+        if world > 1:
+            torch.distributed.barrier()
         log("epoch " + ", ".join(f"{k} {v:.4g}" for k, v in row.items()))
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1)
@@ -299,3 +324,26 @@ def write_history(history, path):
     import pandas as pd
 
     pd.DataFrame(history).to_csv(path, sep="\t", index=False, float_format="%.6g")
+
+
+def run_training(settings, data_path, split_path, mask_path, model_path, history_path, checkpoint_path,
+                 sources=(), log=print):
+    """A whole training job: train (resuming when a checkpoint of this very job exists), then write the
+    self-describing model file and the history atomically (rank 0 only) and drop the checkpoint."""
+    from l1kformer.fileio import atomic_path
+    from l1kformer.mask import read_mask
+    from l1kformer.split import read_split
+
+    dist = torch.distributed.is_available() and torch.distributed.is_initialized()
+    rank = torch.distributed.get_rank() if dist else 0
+    job_id = fingerprint(settings, [data_path, split_path, mask_path], sources)
+    model, state = train(settings, data_path, read_split(split_path), read_mask(mask_path)["val"],
+                         checkpoint_path, job_id, log=log, progress=rank == 0)
+    if rank == 0:
+        with atomic_path(model_path) as tmp:
+            torch.save(final_model(model, state, settings), tmp)
+        with atomic_path(history_path) as tmp:
+            write_history(state["history"], tmp)
+        os.remove(checkpoint_path)
+        log(f"best epoch {state['best_epoch']} (val loss {state['best_val']:.4g}); wrote {model_path}")
+    return model, state

@@ -1,0 +1,62 @@
+"""DistributedDataParallel: 2 CPU processes under torchrun (gloo) follow the single-process run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import ROOT
+from l1kformer.fileio import atomic_path
+from l1kformer.train import run_training
+from test_train import make_tiny_data, settings
+
+
+def write_h5(path, rows_by_set):
+    import h5py
+
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        for name, value in rows_by_set.items():
+            if isinstance(value, tuple):
+                g = h5.create_group(name)
+                g["rows"], g["positions"] = value
+            else:
+                h5[name] = value
+
+
+@pytest.mark.parametrize("mode", ["rank", "expression"])
+def test_two_gloo_processes_match_one_process(tmp_path, mode):
+    d, split, mask = make_tiny_data(tmp_path)
+    write_h5(d / "split.h5", split)
+    write_h5(d / "mask.h5", mask)
+    data = str(d / ("ranks.h5" if mode == "rank" else "expression.h5"))
+    s = settings(mode, epochs=2, batch_size=32, device="cpu")
+    common = dict(settings=s, data_path=data, split_path=str(d / "split.h5"), mask_path=str(d / "mask.h5"))
+
+    torch.set_num_threads(1)
+    single, single_state = run_training(model_path=str(d / "single.pt"), history_path=str(d / "single.tsv"),
+                                        checkpoint_path=str(d / "single_ckpt.pt"), log=lambda m: None, **common)
+
+    spec = d / "job.json"
+    spec.write_text(json.dumps({**common, "model_path": str(d / "ddp.pt"), "history_path": str(d / "ddp.tsv"),
+                                "checkpoint_path": str(d / "ddp_ckpt.pt"), "log": str(d / "ddp.log"),
+                                "threads": 1}))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "workflow" / "scripts"))
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "l1kformer.distributed", str(spec)], env=env, capture_output=True, text=True,
+                          timeout=300)
+    logs = "".join(p.read_text() for p in d.glob("ddp.log.rank*"))
+    assert proc.returncode == 0, proc.stderr[-3000:] + logs
+    assert "DistributedDataParallel over 2 processes (gloo)" in logs
+    ddp = torch.load(d / "ddp.pt", weights_only=False)
+    single_file = torch.load(d / "single.pt", weights_only=False)
+    for name, value in single_file["state_dict"].items():
+        torch.testing.assert_close(ddp["state_dict"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+    h1, h2 = pd.read_csv(d / "single.tsv", sep="\t"), pd.read_csv(d / "ddp.tsv", sep="\t")
+    np.testing.assert_allclose(h2["train_loss"], h1["train_loss"], rtol=1e-4)
+    np.testing.assert_allclose(h2["val_loss"], h1["val_loss"], rtol=1e-4)
+    assert not (d / "ddp_ckpt.pt").exists()

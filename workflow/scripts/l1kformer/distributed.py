@@ -1,0 +1,40 @@
+"""Entry point of one DistributedDataParallel training process, started by torchrun:
+
+    torchrun --standalone --nproc_per_node N -m l1kformer.distributed job.json
+
+``job.json`` holds the arguments of :func:`l1kformer.train.run_training`. NCCL on GPUs (one per
+process, LOCAL_RANK), gloo on the CPU. Rank 0 writes the outputs.
+"""
+
+import json
+import os
+import sys
+
+import torch
+
+
+def main(spec_path):
+    with open(spec_path) as f:
+        job = json.load(f)
+    from l1kformer.train import run_training
+
+    cuda = torch.cuda.is_available() and job["settings"].get("device", "auto") != "cpu"
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+    torch.distributed.init_process_group("nccl" if cuda else "gloo")
+    torch.set_num_threads(max(1, job.pop("threads", 1)))
+    rank = torch.distributed.get_rank()
+    log_file = open(f"{job.pop('log')}.rank{rank}", "w", buffering=1)
+    sys.stderr = log_file
+
+    def log(message):
+        print(message, file=log_file, flush=True)
+
+    try:
+        run_training(log=log, **job)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
