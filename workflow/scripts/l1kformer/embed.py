@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from l1kformer.evaluate import dataset_of
+from l1kformer.inference import autocast_for, to_inputs
 from l1kformer.loader import RowBatches
 
 
@@ -17,14 +18,11 @@ from l1kformer.loader import RowBatches
 def profile_embeddings(model, data_path, rows, batch_size=64, device="cpu"):
     """profiles x d_model, the unmasked profile through the model, mean of the last layer."""
     out = []
-    use_bf16 = torch.device(device).type == "cuda"
+    autocast = autocast_for(device)
     for _, values in RowBatches(data_path, dataset_of(model), rows, batch_size).epoch(0, 0, shuffle=False):
-        if model.cfg.mode == "rank":
-            x = torch.from_numpy(values.astype(np.int64)).to(device)
-        else:
-            x = model.standardize(torch.from_numpy(values).float().to(device))
+        x = to_inputs(model, values, device)
         masked = torch.zeros(x.shape, dtype=torch.bool, device=device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
+        with autocast():
             out.append(model.embeddings(x, masked).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.cfg.d_model), np.float32)
 

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from l1kformer.inference import masked_outputs
 from l1kformer.loader import RowBatches
 from l1kformer.metrics import by_position, expression_metrics, score_profile, summarize_rank
 from l1kformer.model import build_model
@@ -21,33 +22,19 @@ def dataset_of(model):
     return "ranks" if model.cfg.mode == "rank" else "expression"
 
 
-@torch.no_grad()
 def predict_masked(model, data_path, rows, positions, batch_size=64, device="cpu"):
     """Yield (values, positions, outputs) per batch of the masked set, in row order.
 
-    values: the profiles' true data (ranks or expression, profiles x genes); outputs: log-probabilities
+    values: the profiles' true data (ranks or expression, profiles x genes); outputs: logits
     (profiles x k x genes) in rank mode, predicted values in original units (profiles x k) otherwise.
     """
     loader = RowBatches(data_path, dataset_of(model), rows, batch_size)
-    use_bf16 = torch.device(device).type == "cuda"
-    for batch_rows, values in loader.epoch(0, 0, shuffle=False):
-        pos = positions[np.searchsorted(rows, batch_rows)].astype(np.int64)
-        pos_t = torch.from_numpy(pos).to(device)
+    for values, pos, out, _ in masked_outputs(model, loader, rows, positions, device):
         if model.cfg.mode == "rank":
-            x = torch.from_numpy(values.astype(np.int64)).to(device)
+            out = out.view(len(pos), pos.shape[1], -1)
         else:
-            x = model.standardize(torch.from_numpy(values).float().to(device))
-        masked = torch.zeros(x.shape, dtype=torch.bool, device=device).scatter_(1, pos_t, True)
-        inputs = x.masked_fill(masked, model.cfg.mask_id) if model.cfg.mode == "rank" else x
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-            out, _ = model(inputs, masked)
-        # masked.nonzero() is row-major and ``pos`` is sorted per row, so outputs line up with ``pos``
-        out = out.float()
-        if model.cfg.mode == "rank":
-            out = out.view(len(pos), pos.shape[1], -1).cpu().numpy()
-        else:
-            out = model.unstandardize(out, pos_t.reshape(-1)).view(len(pos), -1).cpu().numpy()
-        yield values, pos, out
+            out = model.unstandardize(out, torch.from_numpy(pos.reshape(-1)).to(out.device)).view(len(pos), -1)
+        yield values, pos, out.cpu().numpy()
 
 
 def evaluate_rank(model, ranks_path, rows, positions, batch_size=64, device="cpu"):

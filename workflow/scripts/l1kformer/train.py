@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 import torch
 
+import torch.nn.functional as F
+
+from l1kformer.inference import autocast_for, masked_outputs, to_inputs
 from l1kformer.loader import RowBatches, column_stats
 from l1kformer.model import L1kFormer, ModelConfig
 
@@ -123,41 +126,25 @@ def pick_device(wanted, log, local_rank=0):
     return torch.device("cpu")
 
 
-def to_inputs(model, values, device):
-    """Loader values -> model inputs and targets on ``device``."""
-    if model.cfg.mode == "rank":
-        x = torch.from_numpy(values.astype(np.int64)).to(device, non_blocking=True)
-        return x, x
-    x = model.standardize(torch.from_numpy(values).to(device, non_blocking=True).float())
-    return x, x
-
-
-@torch.no_grad()
 def evaluate_masked(model, loader, mask_rows, mask_positions, device, autocast):
-    """Loss and metrics on a static mask: profile ``mask_rows[i]`` has ``mask_positions[i]`` masked."""
-    model.eval()
+    """Loss and metrics on a static mask: profile ``mask_rows[i]`` has ``mask_positions[i]`` masked.
+
+    rank: cross-entropy, top-1 and mean rank error (genes scored above the true one, ties half);
+    expression: MSE of standardised values (the loss), and MSE and Pearson r in original units.
+    """
     sums = {"loss": 0.0, "n": 0, "top1": 0.0, "rank_error": 0.0, "sq_err": 0.0}
     preds, trues = [], []
-    for rows, values in loader.epoch(0, 0, shuffle=False):
-        x, y = to_inputs(model, values, device)
-        pos = torch.from_numpy(mask_positions[np.searchsorted(mask_rows, rows)].astype(np.int64))
-        masked = torch.zeros(x.shape, dtype=torch.bool, device=device).scatter_(1, pos.to(device), True)
-        inputs = x.masked_fill(masked, model.cfg.mask_id) if model.cfg.mode == "rank" else x
-        with autocast():
-            out, loss = model(inputs, masked, y)
-        n = int(masked.sum())
-        sums["loss"] += float(loss) * n
-        sums["n"] += n
-        target = y[masked]
+    for _, pos, out, target in masked_outputs(model, loader, mask_rows, mask_positions, device, autocast):
+        sums["n"] += len(target)
         if model.cfg.mode == "rank":
-            out = out.float()
+            sums["loss"] += float(F.cross_entropy(out, target, reduction="sum"))
             true_logit = out.gather(1, target.view(-1, 1))
             sums["top1"] += float((out.argmax(1) == target).sum())
-            sums["rank_error"] += float((out > true_logit).sum())
+            sums["rank_error"] += float((out > true_logit).sum() + 0.5 * ((out == true_logit).sum() - len(target)))
         else:
-            gene = masked.nonzero()[:, 1]
-            p = model.unstandardize(out.float(), gene)
-            t = model.unstandardize(target.float(), gene)
+            sums["loss"] += float(((out - target) ** 2).sum())
+            gene = torch.from_numpy(pos.reshape(-1)).to(out.device)
+            p, t = model.unstandardize(out, gene), model.unstandardize(target, gene)
             sums["sq_err"] += float(((p - t) ** 2).sum())
             preds.append(p.cpu().numpy())
             trues.append(t.cpu().numpy())
@@ -209,8 +196,7 @@ def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=
     dist = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank, world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
     device = pick_device(cfg.device, log, int(os.environ.get("LOCAL_RANK", 0)))
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" \
-        else (lambda: torch.autocast("cpu", enabled=False))
+    autocast = autocast_for(device)
     dataset = "ranks" if model_cfg.mode == "rank" else "expression"
     torch.manual_seed(cfg.seed)
     model = L1kFormer(model_cfg)
@@ -264,7 +250,7 @@ def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=
             for group in optimizer.param_groups:
                 group["lr"] = lr
             ratio = mask_ratio_at(state["step"] / max(1, total_steps - 1), cfg)
-            x, y = to_inputs(model, values, device)
+            x = y = to_inputs(model, values, device)
             masked = random_mask(len(x), model_cfg.n_genes, ratio, gen, device)
             inputs, visible = corrupt(x, masked, cfg, model_cfg, gen)
             weight = 1.0
