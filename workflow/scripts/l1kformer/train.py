@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from l1kformer.inference import autocast_for, masked_outputs, to_inputs
 from l1kformer.loader import RowBatches, column_stats
+from l1kformer.mask import n_masked
 from l1kformer.model import L1kFormer, ModelConfig
 
 MASK_SCHEDULES = ("constant", "linear", "cosine")
@@ -89,14 +90,10 @@ def mask_ratio_at(progress, cfg):
     raise ValueError(f"mask_schedule must be one of {MASK_SCHEDULES}")
 
 
-def n_masked(ratio, n_genes):
-    return max(1, int(math.ceil(ratio * n_genes - 1e-9)))
-
-
 def random_mask(batch, n_genes, ratio, generator, device):
     """batch x n_genes bool with exactly ceil(ratio x n_genes) True per row, uniformly placed."""
     keys = torch.rand(batch, n_genes, generator=generator, device=device)
-    idx = keys.topk(n_masked(ratio, n_genes), dim=1, largest=False).indices
+    idx = keys.topk(max(1, n_masked(ratio, n_genes)), dim=1, largest=False).indices
     return torch.zeros(batch, n_genes, dtype=torch.bool, device=device).scatter_(1, idx, True)
 
 
