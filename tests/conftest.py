@@ -84,6 +84,17 @@ class Workflow:
     def pending(self):
         return {f for f, (_, _, plan) in self.summary().items() if plan != "no update"}
 
+    def job_counts(self, *args):
+        """{rule: count} from the "Job stats" table of a dry run."""
+        out = self.run("-n", *args).stdout
+        counts = {}
+        for line in out.split("Job stats:")[1].splitlines()[3:]:
+            if not line.strip():
+                break  # the table ends at the first blank line
+            rule, count = line.split()[:2]
+            counts[rule] = int(count)
+        return counts
+
     def pending_jobs(self):
         """{(rule, run or None)} of the jobs --summary says would run."""
         jobs = set()

@@ -125,10 +125,9 @@ def test_baselines_run_once_per_mask_whatever_the_runs(workflow):
     workflow.config["runs"] = {f"{mode}_{k}": {"mode": mode, "d_model": 16 * (k + 1)}
                                for mode in ("rank", "expression") for k in range(3)}
     workflow.set_config({})
-    out = workflow.run("-n", "--forceall").stdout
-    counts = dict(line.split()[:2] for line in out.split("Job stats:")[1].splitlines()[3:] if line.strip())
-    assert counts["train"] == "6" and counts["evaluate"] == "6"
-    assert counts["baselines_rank"] == "1" and counts["baselines_expression"] == "1"
+    counts = workflow.job_counts("--forceall")
+    assert counts["train"] == 6 and counts["evaluate"] == 6
+    assert counts["baselines_rank"] == 1 and counts["baselines_expression"] == 1
 
 
 def test_normalised_ranking_uses_the_split(workflow):

@@ -5,7 +5,7 @@ import torch
 from l1kformer.embed import gene_embeddings, linear_probe, profile_embeddings
 from l1kformer.evaluate import load_model
 from l1kformer.fileio import atomic_path, write_json
-from l1kformer.loader import RowBatches
+from l1kformer.loader import read_rows
 from l1kformer.mask import read_mask
 from l1kformer.step import step
 
@@ -40,8 +40,7 @@ with step(snakemake.log[0]) as log:
     if len(rows) > cap:
         pick = np.sort(np.random.default_rng(0).permutation(len(rows))[:cap])
         rows, emb = rows[pick], emb[pick]
-    expr = np.concatenate([v for _, v in RowBatches(snakemake.input.expression, "expression", rows, 4096)
-                           .epoch(0, 0, shuffle=False)])
+    expr = read_rows(snakemake.input.expression, "expression", rows)
     probes = {}
     for field in snakemake.params.fields:
         if field not in meta.columns:

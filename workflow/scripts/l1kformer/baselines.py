@@ -19,21 +19,15 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from scipy.ndimage import gaussian_filter1d
 
-from l1kformer.loader import RowBatches
+from l1kformer.loader import in_order, read_rows
 from l1kformer.metrics import expression_metrics, score_profile, summarize_rank
 
 SHRINKAGE_GRID = (0.01, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
-def iterate(path, dataset, rows, window_rows=16384):
-    """(rows, values) in row order, a window at a time."""
-    return RowBatches(path, dataset, rows, batch_size=window_rows, window_rows=window_rows).epoch(
-        0, 0, shuffle=False)
-
-
 def masked_set(path, dataset, mask_rows, mask_positions):
     """All values of a masked set and its positions, aligned (profiles x genes, profiles x k)."""
-    values = np.concatenate([v for _, v in iterate(path, dataset, mask_rows)])
+    values = read_rows(path, dataset, mask_rows)
     return values, mask_positions.astype(np.int64)
 
 
@@ -43,7 +37,7 @@ def position_counts(ranks_path, train_rows, n_genes):
     """counts[position, gene] over training profiles, and each gene's mean rank position."""
     counts = np.zeros(n_genes * n_genes, dtype=np.int64)
     pos = np.arange(n_genes, dtype=np.int64)
-    for _, ranks in iterate(ranks_path, "ranks", train_rows):
+    for _, ranks in in_order(ranks_path, "ranks", train_rows):
         counts += np.bincount((pos * n_genes + ranks.astype(np.int64)).ravel(), minlength=n_genes * n_genes)
     counts = counts.reshape(n_genes, n_genes)
     mean_rank = (counts * pos[:, None]).sum(axis=0) / np.maximum(counts.sum(axis=0), 1)
@@ -77,7 +71,7 @@ def rank_baselines(ranks_path, train_rows, test_rows, test_positions, sigma=8.0,
 def moments(expr_path, rows):
     """Mean (G) and covariance (G x G, divisor n) of ``rows``, accumulated in float64."""
     total, cross, n = 0.0, 0.0, 0
-    for _, v in iterate(expr_path, "expression", rows):
+    for _, v in in_order(expr_path, "expression", rows):
         v = v.astype(np.float64)
         total = total + v.sum(axis=0)
         cross = cross + v.T @ v
@@ -110,7 +104,7 @@ def ledoit_wolf_shrinkage(expr_path, rows, max_rows=20000, seed=0):
     from sklearn.covariance import ledoit_wolf_shrinkage as lw
 
     rows = np.sort(np.random.default_rng(seed).permutation(rows)[:max_rows])
-    x = np.concatenate([v for _, v in iterate(expr_path, "expression", rows)]).astype(np.float64)
+    x = read_rows(expr_path, "expression", rows).astype(np.float64)
     return float(lw(x))
 
 
@@ -168,7 +162,7 @@ def expression_baselines(expr_path, split, val_mask, test_mask, k_neighbours=10,
     results["linear_ledoit_wolf"] = flat_metrics(pred, test_values, test_pos)
 
     ref_rows = np.sort(np.random.default_rng(seed).permutation(split["train"])[:knn_reference])
-    reference = np.concatenate([v for _, v in iterate(expr_path, "expression", ref_rows)])
+    reference = read_rows(expr_path, "expression", ref_rows)
     pred = knn_predict(reference, test_values, test_pos, k=k_neighbours)
     results["knn"] = flat_metrics(pred, test_values, test_pos)
     info.update(knn_k=k_neighbours, knn_reference_profiles=len(reference))

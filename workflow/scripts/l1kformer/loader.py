@@ -49,11 +49,21 @@ class RowBatches:
                 yield carry_rows, carry_values
 
 
+def in_order(path, dataset, rows, window_rows=16384):
+    """(rows, values) of ``rows`` in row order, a window of the file at a time."""
+    return RowBatches(path, dataset, rows, batch_size=window_rows, window_rows=window_rows, mix=1).epoch(
+        0, 0, shuffle=False)
+
+
+def read_rows(path, dataset, rows, window_rows=16384):
+    """The values of ``rows`` (sorted) as one array; for sets that fit in memory."""
+    return np.concatenate([v for _, v in in_order(path, dataset, rows, window_rows)])
+
+
 def column_stats(path, dataset, rows, window_rows=16384):
     """Per-column mean and standard deviation (float64) over ``rows``, read window by window."""
-    loader = RowBatches(path, dataset, rows, batch_size=window_rows, window_rows=window_rows, mix=1)
     total, total_sq, n = 0.0, 0.0, 0
-    for _, values in loader.epoch(0, 0, shuffle=False):
+    for _, values in in_order(path, dataset, rows, window_rows):
         v = values.astype(np.float64)
         total = total + v.sum(axis=0)
         total_sq = total_sq + (v * v).sum(axis=0)

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from l1kformer.errors import InputError
-from l1kformer.gctx import GctxMatrix, decode
+from l1kformer.gctx import GctxMatrix
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PARQUET_SIGNATURE = b"PAR1"
@@ -24,7 +24,10 @@ ORIENTATIONS = ("auto", "samples_x_genes", "genes_x_samples")
 def normalize_id(value):
     """One id as a clean string: bytes decoded, 780.0 -> '780', surrounding blanks removed."""
     if isinstance(value, bytes):
-        value = decode(np.array([value])).iloc[0]
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            value = value.decode("latin-1")  # as older CMap files are
     if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
         return str(int(value))
     if isinstance(value, (int, np.integer)):

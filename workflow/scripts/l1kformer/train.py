@@ -184,7 +184,8 @@ def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=
     """Train one run. ``settings``: flat dict of ModelConfig and TrainConfig fields.
 
     ``data_path``: ranks.h5 (rank mode) or expression.h5 (expression mode); ``split``: {set: rows};
-    ``val_mask``: (rows, positions) of the static val mask. Returns (model, best_state, history).
+    ``val_mask``: (rows, positions) of the static val mask. Returns (model, state): ``state`` holds
+    the epoch, step, best val loss and epoch, the best weights (``best_state``) and the history.
     ``job_id`` (a fingerprint) decides whether an existing checkpoint belongs to this job.
     """
     from tqdm import tqdm
