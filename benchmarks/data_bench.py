@@ -16,12 +16,15 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_config import defaults
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
+INGEST = {k: v for k, v in defaults("data").items() if k != "inputs"}
 STEPS = {
     "ingest": "from l1kformer.ingest import ingest; ingest(['{d}/in.gctx'], '{d}/x.h5', '{d}/s.parquet', "
-              "'{d}/g.tsv', log=lambda m: None)",
+              "'{d}/g.tsv', log=lambda m: None, **{ingest!r})",
     "split": "from l1kformer.split import write_split; write_split('{d}/s.parquet', '{d}/split.h5', "
              "{{'train': 0.8, 'val': 0.1, 'test': 0.1}}, 1, log=lambda m: None)",
     "rank": "from l1kformer.rank import rank_file; rank_file('{d}/x.h5', '{d}/r.h5', threads=2, "
@@ -49,7 +52,7 @@ WRITE_INPUT = """
 from l1kformer.simulate import SimulationConfig, make_layout, make_truth, simulate_block, gene_table
 from l1kformer.gctx import write_gctx
 n = {n}
-cfg = SimulationConfig(n_plates=-(-n // 384), wells_per_plate=384)
+cfg = SimulationConfig(**{{**{simulate!r}, 'n_plates': -(-n // 384), 'wells_per_plate': 384}})
 truth, (meta, codes), genes = make_truth(cfg), make_layout(cfg), gene_table(cfg.n_genes)
 meta = meta.iloc[:n]
 write_gctx('{d}/in.gctx', lambda a, b: simulate_block(truth, codes, a, b, cfg.seed), meta['id'],
@@ -80,12 +83,12 @@ def main():
     for n in args.sizes:
         with tempfile.TemporaryDirectory(dir=args.dir) as d:
             t = time.perf_counter()
-            run_measured(WRITE_INPUT.format(d=d, n=n))
+            run_measured(WRITE_INPUT.format(d=d, n=n, simulate=defaults("simulate")))
             print(f"# wrote {n} profiles in {time.perf_counter() - t:.1f} s "
                   f"({Path(d, 'in.gctx').stat().st_size / 2**30:.2f} GiB)")
             total_wall, peak = 0.0, 0.0
             for step, code in STEPS.items():
-                wall, rss = run_measured(code.format(d=d))
+                wall, rss = run_measured(code.format(d=d, ingest=INGEST))
                 total_wall, peak = total_wall + wall, max(peak, rss)
                 print(f"{n:>9} {step:>7} {wall:>8.2f} {rss:>13.0f} {1e6 * wall / n:>11.2f}", flush=True)
             print(f"{n:>9} {'total':>7} {total_wall:>8.2f} {peak:>13.0f} {1e6 * total_wall / n:>11.2f}")

@@ -20,10 +20,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 from l1kformer.model import L1kFormer, ModelConfig  # noqa: E402
-from l1kformer.train import TrainConfig, corrupt, random_mask  # noqa: E402
+from l1kformer.train import random_mask, split_settings  # noqa: E402
+from bench_config import defaults  # noqa: E402
 
 DENSE_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
-DIMS = dict(mode="rank", n_genes=978, d_model=128, n_layers=4, n_heads=2, d_ff=256)
+DIMS = dict(mode="rank", n_genes=978, trunk="transformer", d_model=128, n_layers=4, n_heads=2, d_ff=256,
+            dense_width=1024, dense_depth=2, dropout=0.0)
 
 
 def peak_tflops(name):
@@ -34,7 +36,7 @@ def peak_tflops(name):
 
 
 def bare_steps(model, tokens, batch, steps, device):
-    cfg = TrainConfig(batch_size=batch)
+    cfg = split_settings(defaults("train", **DIMS, batch_size=batch))[1]
     opt = model.configure_optimizer(1e-3, 0.01)
     gen = torch.Generator(device=device).manual_seed(0)
     n = len(tokens)
@@ -42,7 +44,7 @@ def bare_steps(model, tokens, batch, steps, device):
     def step(i):
         x = tokens[(i * batch) % (n - batch):][:batch]
         masked = random_mask(batch, 978, 0.15, gen, device)
-        inputs, _ = corrupt(x, masked, cfg, model.cfg, gen)
+        inputs, _ = model.task.corrupt(x, masked, cfg, model.cfg.n_genes, gen)
         with torch.autocast("cuda", dtype=torch.bfloat16):
             _, loss = model(inputs, masked, x)
         opt.zero_grad(set_to_none=True)
@@ -95,7 +97,7 @@ def pipeline_epoch(n_profiles, batch):
         val = rows[::50]
         split = {"train": np.setdiff1d(rows, val), "val": val, "test": val[:0]}
         positions = np.sort(np.argsort(np.random.default_rng(0).random((len(val), 978)), 1)[:, :147], 1)
-        settings = {**DIMS, "epochs": 1, "batch_size": batch, "device": "cuda", "warmup_steps": 50}
+        settings = defaults("train", **DIMS, epochs=1, batch_size=batch, device="cuda", warmup_steps=50)
         t = time.perf_counter()
         _, state = train(settings, f"{d}/ranks.h5", split, (val, positions.astype(np.int16)),
                          f"{d}/ckpt.pt", log=lambda m: None, progress=False)

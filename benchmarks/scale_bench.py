@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_config import defaults
+
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
 MAKE_DATA = """
@@ -70,8 +72,8 @@ def main():
     for n in a.sizes:
         with tempfile.TemporaryDirectory(dir=a.dir) as d:
             measured(MAKE_DATA.format(n=n, d=d))
-            settings = {"mode": "rank", "n_genes": 978, "d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64,
-                        "epochs": 1, "batch_size": 64, "max_steps_per_epoch": a.steps, "device": "cpu"}
+            settings = defaults("train", mode="rank", n_genes=978, d_model=32, n_layers=1, n_heads=2, d_ff=64,
+                                epochs=1, batch_size=64, max_steps_per_epoch=a.steps, device="cpu")
             Path(d, "job.json").write_text(json.dumps(dict(
                 settings=settings, data_path=f"{d}/ranks.h5", split_path=f"{d}/split.h5",
                 mask_path=f"{d}/mask.h5", model_path=f"{d}/model.pt", history_path=f"{d}/history.tsv",

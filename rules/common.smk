@@ -1,4 +1,5 @@
-# Helpers only: config validation, paths, and the package modules each step imports.
+# Helpers only: config validation, the modes, paths, and the package modules each step imports.
+import ast
 import os
 import re
 import sys
@@ -41,37 +42,61 @@ if not config["runs"]:
 SIMULATED_GCTX = "resources/simulated/l1000_sim.gctx"
 SIMULATED_TRUTH = "resources/simulated/l1000_sim_truth.h5"
 
-# The l1kformer modules each script imports, directly or not (tests/test_workflow_static.py checks
-# this against the scripts): declared as inputs so that editing a module reruns exactly its steps.
-STEP_MODULES = {
-    "simulate": ["__init__", "errors", "fileio", "gctx", "simulate", "step"],
-    "ingest": ["__init__", "errors", "fileio", "gctx", "genes", "ingest", "readers", "step"],
-    "split": ["__init__", "errors", "fileio", "split", "step"],
-    "rank": ["__init__", "errors", "fileio", "rank", "split", "step"],
-    "mask": ["__init__", "errors", "fileio", "mask", "split", "step"],
-    "train": ["__init__", "distributed", "errors", "fileio", "inference", "loader", "mask", "model", "split",
-              "step", "train"],
-    "baselines_rank": ["__init__", "baselines", "errors", "fileio", "loader", "mask", "metrics", "split", "step"],
-    "baselines_expression": ["__init__", "baselines", "errors", "fileio", "gctx", "loader", "mask", "metrics",
-                             "simulate", "split", "step"],
-    "embed": ["__init__", "embed", "errors", "evaluate", "fileio", "inference", "loader", "mask", "metrics",
-              "model", "step"],
-    "evaluate": ["__init__", "errors", "evaluate", "fileio", "inference", "loader", "mask", "metrics", "model",
-                 "step"],
-    "plot_training": ["__init__", "errors", "fileio", "plots", "step"],
-    "plot_rank": ["__init__", "errors", "fileio", "plots", "step"],
-    "plot_expression": ["__init__", "errors", "fileio", "plots", "step"],
-    "summary": ["__init__", "errors", "fileio", "plots", "step", "summary"],
+# One entry per mode (the package's task of that name, l1kformer/tasks.py): the data file its runs
+# read, the baseline files they are compared with, and the figures drawn per run (the task's
+# ``figures``, one report caption each: workflow/report/{mode}_{plot}.rst).
+MODES = {
+    "rank": {
+        "data": "results/data/ranks.h5",
+        "baselines": ["rank"],
+        "plots": ["training_curves", "genes", "by_position", "heatmap", "baselines"],
+    },
+    "expression": {
+        "data": "results/data/expression.h5",
+        "baselines": ["expression", "oracle"],
+        "plots": ["training_curves", "scatter", "worst_genes", "error_vs_level", "baselines"],
+    },
 }
 
 
+def package_imports(path):
+    """The l1kformer modules ``path`` imports (anywhere in it), or starts with ``-m l1kformer.X``."""
+    found = set(re.findall(r'"l1kformer\.(\w+)"', open(path).read()))
+    for node in ast.walk(ast.parse(open(path).read())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("l1kformer"):
+            parts = node.module.split(".")
+            found.update(parts[1:2] or [alias.name for alias in node.names])
+        elif isinstance(node, ast.Import):
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("l1kformer."))
+    return found
+
+
+def step_modules(step):
+    """Every l1kformer module the script of ``step`` imports, directly or not, ``__init__`` included."""
+    package = os.path.join(workflow.basedir, "workflow", "scripts", "l1kformer")
+    todo = list(package_imports(os.path.join(workflow.basedir, "workflow", "scripts", f"{step}.py")))
+    seen = {"__init__"}
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo.extend(package_imports(os.path.join(package, f"{name}.py")))
+    return sorted(seen)
+
+
 def package_files(step):
-    return [workflow.source_path(f"../workflow/scripts/l1kformer/{m}.py") for m in STEP_MODULES[step]]
+    """The package modules of ``step`` as inputs: editing a module reruns exactly the steps using it."""
+    return [workflow.source_path(f"../workflow/scripts/l1kformer/{m}.py") for m in step_modules(step)]
 
 
 def sorted_dict(d):
-    """A dict param with sorted keys (params are compared by repr) and sorted value lists."""
-    return {k: d[k] for k in sorted(d)}
+    """A dict param with its keys sorted at every level (params are compared by repr)."""
+    return {k: sorted_dict(d[k]) if isinstance(d[k], dict) else d[k] for k in sorted(d)}
+
+
+def section(name, keys=None):
+    """A config section (or the named keys of it) as one sorted dict param."""
+    return sorted_dict({k: v for k, v in config[name].items() if keys is None or k in keys})
 
 
 def ingest_inputs(wildcards):
@@ -107,42 +132,37 @@ def one_of(names):
     return "|".join(re.escape(n) for n in names) or "(?!x)x"
 
 
-def train_data(wildcards):
-    return "results/data/ranks.h5" if run_mode(wildcards.run) == "rank" else "results/data/expression.h5"
-
-
-def run_baselines(wildcards):
-    return f"results/baselines/{run_mode(wildcards.run)}.json"
-
-
 def is_simulated():
     return config["data"]["inputs"] == [SIMULATED_GCTX]
 
 
-def expression_baseline_inputs(wildcards):
-    inputs = {"expression": "results/data/expression.h5", "samples": "results/data/samples.parquet"}
-    if is_simulated():
-        inputs["truth"] = SIMULATED_TRUTH
-    return inputs
+def baseline_files(mode):
+    """The baseline files a mode's runs are compared with (the oracle only on simulated data)."""
+    return [f"results/baselines/{b}.json" for b in MODES[mode]["baselines"] if b != "oracle" or is_simulated()]
+
+
+def run_data(wildcards):
+    return MODES[run_mode(wildcards.run)]["data"]
+
+
+def run_baselines(wildcards):
+    return baseline_files(run_mode(wildcards.run))
 
 
 def summary_inputs(wildcards):
-    inputs = {"metrics": expand("results/runs/{run}/metrics.json", run=sorted(config["runs"]))}
-    for mode in ("rank", "expression"):
+    runs = sorted(config["runs"])
+    inputs = {"metrics": expand("results/runs/{run}/metrics.json", run=runs),
+              "probes": expand("results/runs/{run}/probe.json", run=runs)}
+    for mode in MODES:
         if runs_of(mode):
-            inputs[f"{mode}_baselines"] = f"results/baselines/{mode}.json"
+            inputs[f"{mode}_baselines"] = baseline_files(mode)
     return inputs
-
-
-RANK_PLOTS = ["genes", "by_position", "heatmap", "baselines"]
-EXPRESSION_PLOTS = ["scatter", "worst_genes", "error_vs_level", "baselines"]
 
 
 def get_final_output():
     runs = sorted(config["runs"])
     outputs = ["results/summary.tsv", "results/plots/comparison.png"]
-    outputs += expand("results/runs/{run}/{name}", run=runs,
-                      name=["metrics.json", "embeddings_val.parquet", "plots/training_curves.png"])
-    outputs += expand("results/runs/{run}/plots/{plot}.png", run=runs_of("rank"), plot=RANK_PLOTS)
-    outputs += expand("results/runs/{run}/plots/{plot}.png", run=runs_of("expression"), plot=EXPRESSION_PLOTS)
+    outputs += expand("results/runs/{run}/{name}", run=runs, name=["metrics.json", "embeddings_val.parquet"])
+    for mode, spec in MODES.items():
+        outputs += expand("results/runs/{run}/plots/{plot}.png", run=runs_of(mode), plot=spec["plots"])
     return outputs

@@ -5,13 +5,7 @@ rule simulate:
     input:
         package=package_files("simulate"),
     params:
-        n_genes=config["simulate"]["n_genes"],
-        n_cell_lines=config["simulate"]["n_cell_lines"],
-        n_compounds=config["simulate"]["n_compounds"],
-        n_plates=config["simulate"]["n_plates"],
-        wells_per_plate=config["simulate"]["wells_per_plate"],
-        n_factors=config["simulate"]["n_factors"],
-        seed=config["simulate"]["seed"],
+        settings=section("simulate"),
     log:
         "results/logs/simulate.log",
     benchmark:
@@ -31,11 +25,7 @@ rule ingest:
         samples="results/data/samples.parquet",
         genes="results/data/genes.tsv",
     params:
-        n_genes=config["data"]["n_genes"],
-        gene_key=config["data"]["gene_key"],
-        gene_match=config["data"]["gene_match"],
-        orientation=config["data"]["orientation"],
-        filters=sorted_dict(config["data"]["filters"]),
+        settings=section("data", ["n_genes", "gene_key", "gene_match", "orientation", "filters"]),
     log:
         "results/logs/ingest.log",
     benchmark:
@@ -53,13 +43,11 @@ rule split:
     output:
         split="results/data/split.h5",
     params:
-        seed=config["split"]["seed"],
-        train=config["split"]["train"],
-        val=config["split"]["val"],
-        test=config["split"]["test"],
-        group_by=config["split"]["group_by"] or "",
+        settings=section("split"),
     log:
         "results/logs/split.log",
+    benchmark:
+        "results/benchmarks/split.tsv"
     conda:
         "../envs/l1kformer.yaml"
     script:
@@ -93,10 +81,11 @@ rule mask:
     output:
         mask="results/data/mask.h5",
     params:
-        ratio=config["mask"]["ratio"],
-        seed=config["mask"]["seed"],
+        settings=section("mask"),
     log:
         "results/logs/mask.log",
+    benchmark:
+        "results/benchmarks/mask.tsv"
     conda:
         "../envs/l1kformer.yaml"
     script:

@@ -7,7 +7,7 @@ rule baselines_rank:
     output:
         metrics="results/baselines/rank.json",
     params:
-        smoothing_sigma=config["evaluate"]["smoothing_sigma"],
+        settings=section("evaluate", ["smoothing_sigma", "tune_profiles"]),
     log:
         "results/logs/baselines_rank.log",
     benchmark:
@@ -20,16 +20,14 @@ rule baselines_rank:
 
 rule baselines_expression:
     input:
-        unpack(expression_baseline_inputs),
+        expression="results/data/expression.h5",
         split="results/data/split.h5",
         mask="results/data/mask.h5",
         package=package_files("baselines_expression"),
     output:
         metrics="results/baselines/expression.json",
     params:
-        knn_k=config["evaluate"]["knn_k"],
-        knn_reference=config["evaluate"]["knn_reference"],
-        tune_profiles=config["evaluate"]["tune_profiles"],
+        settings=section("evaluate", ["knn_k", "knn_reference", "tune_profiles"]),
     log:
         "results/logs/baselines_expression.log",
     benchmark:
@@ -40,10 +38,29 @@ rule baselines_expression:
         "../workflow/scripts/baselines_expression.py"
 
 
+rule oracle:
+    input:
+        expression="results/data/expression.h5",
+        samples="results/data/samples.parquet",
+        truth=SIMULATED_TRUTH,
+        mask="results/data/mask.h5",
+        package=package_files("oracle"),
+    output:
+        metrics="results/baselines/oracle.json",
+    log:
+        "results/logs/oracle.log",
+    benchmark:
+        "results/benchmarks/oracle.tsv"
+    conda:
+        "../envs/l1kformer.yaml"
+    script:
+        "../workflow/scripts/oracle.py"
+
+
 rule embed:
     input:
         model="results/runs/{run}/model.pt",
-        data=train_data,
+        data=run_data,
         expression="results/data/expression.h5",
         samples="results/data/samples.parquet",
         genes="results/data/genes.tsv",
@@ -57,6 +74,7 @@ rule embed:
     params:
         fields=config["evaluate"]["probe_fields"],
         max_profiles=config["evaluate"]["probe_max_profiles"],
+        device=lambda wildcards: run_settings(wildcards.run)["device"],
     threads: 8
     resources:
         gpu=1,
@@ -73,14 +91,14 @@ rule embed:
 rule evaluate:
     input:
         model="results/runs/{run}/model.pt",
-        data=train_data,
+        data=run_data,
         mask="results/data/mask.h5",
-        baselines=run_baselines,
-        probe="results/runs/{run}/probe.json",
         package=package_files("evaluate"),
     output:
         metrics="results/runs/{run}/metrics.json",
         predictions="results/runs/{run}/predictions.parquet",
+    params:
+        device=lambda wildcards: run_settings(wildcards.run)["device"],
     threads: 8
     resources:
         gpu=1,
@@ -94,76 +112,33 @@ rule evaluate:
         "../workflow/scripts/evaluate.py"
 
 
-rule plot_training:
-    input:
-        history="results/runs/{run}/history.tsv",
-        metrics="results/runs/{run}/metrics.json",
-        package=package_files("plot_training"),
-    output:
-        curves=report("results/runs/{run}/plots/training_curves.png",
-                      caption="../workflow/report/training_curves.rst", category="Training",
-                      subcategory="{run}", labels={"run": "{run}", "figure": "training curves"}),
-    log:
-        "results/logs/plot_training_{run}.log",
-    conda:
-        "../envs/l1kformer.yaml"
-    script:
-        "../workflow/scripts/plot_training.py"
+for _mode, _spec in MODES.items():
 
-
-rule plot_rank:
-    input:
-        metrics="results/runs/{run}/metrics.json",
-        predictions="results/runs/{run}/predictions.parquet",
-        package=package_files("plot_rank"),
-    output:
-        genes=report("results/runs/{run}/plots/genes.png", caption="../workflow/report/rank_genes.rst",
-                     category="Rank mode", subcategory="{run}", labels={"run": "{run}", "figure": "genes"}),
-        by_position=report("results/runs/{run}/plots/by_position.png",
-                           caption="../workflow/report/rank_by_position.rst", category="Rank mode",
-                           subcategory="{run}", labels={"run": "{run}", "figure": "error by position"}),
-        heatmap=report("results/runs/{run}/plots/heatmap.png", caption="../workflow/report/rank_heatmap.rst",
-                       category="Rank mode", subcategory="{run}", labels={"run": "{run}", "figure": "positions"}),
-        baselines=report("results/runs/{run}/plots/baselines.png",
-                         caption="../workflow/report/rank_baselines.rst", category="Rank mode",
-                         subcategory="{run}", labels={"run": "{run}", "figure": "vs baselines"}),
-    wildcard_constraints:
-        run=one_of(runs_of("rank")),
-    log:
-        "results/logs/plot_rank_{run}.log",
-    conda:
-        "../envs/l1kformer.yaml"
-    script:
-        "../workflow/scripts/plot_rank.py"
-
-
-rule plot_expression:
-    input:
-        metrics="results/runs/{run}/metrics.json",
-        predictions="results/runs/{run}/predictions.parquet",
-        genes="results/data/genes.tsv",
-        package=package_files("plot_expression"),
-    output:
-        scatter=report("results/runs/{run}/plots/scatter.png", caption="../workflow/report/expr_scatter.rst",
-                       category="Expression mode", subcategory="{run}",
-                       labels={"run": "{run}", "figure": "predicted vs true"}),
-        worst_genes=report("results/runs/{run}/plots/worst_genes.png",
-                           caption="../workflow/report/expr_worst_genes.rst", category="Expression mode",
-                           subcategory="{run}", labels={"run": "{run}", "figure": "worst genes"}),
-        error_vs_level=report("results/runs/{run}/plots/error_vs_level.png",
-                              caption="../workflow/report/expr_error_vs_level.rst", category="Expression mode",
-                              subcategory="{run}", labels={"run": "{run}", "figure": "error vs level"}),
-        baselines=report("results/runs/{run}/plots/baselines.png",
-                         caption="../workflow/report/expr_baselines.rst", category="Expression mode",
-                         subcategory="{run}", labels={"run": "{run}", "figure": "vs baselines"}),
-    wildcard_constraints:
-        run=one_of(runs_of("expression")),
-    log:
-        "results/logs/plot_expression_{run}.log",
-    conda:
-        "../envs/l1kformer.yaml"
-    script:
-        "../workflow/scripts/plot_expression.py"
+    rule:
+        name:
+            f"plot_{_mode}"
+        input:
+            history="results/runs/{run}/history.tsv",
+            metrics="results/runs/{run}/metrics.json",
+            predictions="results/runs/{run}/predictions.parquet",
+            baselines=run_baselines,
+            genes="results/data/genes.tsv",
+            package=package_files("plot_run"),
+        output:
+            **{plot: report(f"results/runs/{{run}}/plots/{plot}.png", caption=f"../workflow/report/{_mode}_{plot}.rst",
+                            category=f"{_mode.capitalize()} mode", subcategory="{run}",
+                            labels={"run": "{run}", "figure": plot.replace("_", " ")})
+               for plot in _spec["plots"]},
+        wildcard_constraints:
+            run=one_of(runs_of(_mode)),
+        log:
+            f"results/logs/plot_{_mode}_{{run}}.log",
+        benchmark:
+            f"results/benchmarks/plot_{_mode}_{{run}}.tsv"
+        conda:
+            "../envs/l1kformer.yaml"
+        script:
+            "../workflow/scripts/plot_run.py"
 
 
 rule summary:
@@ -175,8 +150,12 @@ rule summary:
                      labels={"figure": "summary table"}),
         comparison=report("results/plots/comparison.png", caption="../workflow/report/comparison.rst",
                           category="Summary", labels={"figure": "models vs baselines"}),
+    params:
+        modes=sorted(MODES),
     log:
         "results/logs/summary.log",
+    benchmark:
+        "results/benchmarks/summary.tsv"
     conda:
         "../envs/l1kformer.yaml"
     script:

@@ -1,6 +1,6 @@
 rule train:
     input:
-        data=train_data,
+        data=run_data,
         split="results/data/split.h5",
         mask="results/data/mask.h5",
         package=package_files("train"),

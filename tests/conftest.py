@@ -12,6 +12,19 @@ SHARED_DATA = ROOT.parent / "shared" / "data" / "l1000"
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 WORKFLOW_PARTS = ["Snakefile", "config.yaml", "rules", "workflow", "envs", "profiles"]
+# The one home of defaults: config.yaml (the package's dataclasses have none).
+DEFAULTS = yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def defaults(section, **overrides):
+    """A config section of config.yaml with some keys overridden."""
+    return {**DEFAULTS[section], **overrides}
+
+
+def ingest_settings(**overrides):
+    """The keyword settings of l1kformer.ingest.ingest: config.yaml's ``data:`` section less its inputs."""
+    data = defaults("data", **overrides)
+    return {k: v for k, v in data.items() if k != "inputs"}
 
 # A small simulated data set (4 plates x 96 wells, the real 978 genes) and tiny models.
 TINY = {"simulate": {"n_plates": 4, "wells_per_plate": 96, "n_compounds": 10, "n_cell_lines": 2},
@@ -23,8 +36,7 @@ MODES = {"rank_small": "rank", "expr_small": "expression"}
 def run_jobs(*runs):
     """The per-run jobs downstream of training, for runs of the default config."""
     return {(rule, run) for run in runs
-            for rule in ("train", "embed", "evaluate", "plot_training",
-                         "plot_rank" if MODES[run] == "rank" else "plot_expression")}
+            for rule in ("train", "embed", "evaluate", f"plot_{MODES[run]}")}
 
 
 def shared_file(name):

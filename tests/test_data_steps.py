@@ -110,7 +110,8 @@ def test_mask_exact_count_seeded_and_sorted():
     # positions are uniform: each position masked about k/978 of the time
     big = make_mask({"val": np.arange(20000), "test": np.arange(1)}, 978, 0.15, seed=0)["val"][1]
     freq = np.bincount(big.ravel(), minlength=978) / 20000
-    assert abs(freq.mean() - k / 978) < 1e-9 and freq.std() < 0.01
+    # binomial sd of one position's frequency is about 0.0025: no position may stray 6 sd from k/978
+    assert np.abs(freq - k / 978).max() < 0.015
 
 
 def test_mask_independent_of_block_size():

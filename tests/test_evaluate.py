@@ -3,9 +3,12 @@
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from conftest import defaults, ingest_settings, shared_file
 from l1kformer.baselines import conditional_mean, expression_baselines, knn_predict, rank_baselines, shrink
 from l1kformer.metrics import expression_metrics, grouped_correlations, score_profile, summarize_rank
+
+EXPRESSION_BASELINES = {k: defaults("evaluate")[k] for k in ("knn_k", "knn_reference", "tune_profiles")}
+RANK_BASELINES = {k: defaults("evaluate")[k] for k in ("smoothing_sigma", "tune_profiles")}
 
 
 def test_rank_metrics_hand_case():
@@ -87,27 +90,22 @@ def simulated(tmp_path_factory):
     from l1kformer.split import split_rows
 
     d = tmp_path_factory.mktemp("sim")
-    simulate(SimulationConfig(n_plates=3, wells_per_plate=128, n_cell_lines=2, n_compounds=8),
-             d / "sim.gctx", d / "truth.h5", log=lambda m: None)
-    ingest([d / "sim.gctx"], d / "x.h5", d / "s.parquet", d / "g.tsv", log=lambda m: None)
+    cfg = SimulationConfig(**defaults("simulate", n_plates=3, wells_per_plate=128, n_cell_lines=2, n_compounds=8))
+    simulate(cfg, d / "sim.gctx", d / "truth.h5", log=lambda m: None)
+    ingest([d / "sim.gctx"], d / "x.h5", d / "s.parquet", d / "g.tsv", log=lambda m: None,
+           **ingest_settings())
     rank_file(d / "x.h5", d / "r.h5", log=lambda m: None)
     split = split_rows(384, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=0)
     return d, split, make_mask(split, 978, 0.15, seed=0)
 
 
 def test_oracle_is_at_or_below_every_baseline(simulated):
-    import pandas as pd
-    from l1kformer.simulate import codes_from_meta, load_truth, oracle_predict
+    from l1kformer.oracle import oracle_baseline
 
     d, split, mask = simulated
-    truth, meta = load_truth(d / "truth.h5"), pd.read_parquet(d / "s.parquet")
-
-    def oracle(rows, values, positions):
-        return oracle_predict(truth, codes_from_meta(truth, meta.iloc[rows].reset_index(drop=True)),
-                              values, positions)
-
-    results, info = expression_baselines(d / "x.h5", split, mask["val"], mask["test"], oracle=oracle,
-                                         log=lambda m: None)
+    results, info = expression_baselines(d / "x.h5", split, mask["val"], mask["test"], log=lambda m: None,
+                                         **EXPRESSION_BASELINES)
+    results.update(oracle_baseline(d / "x.h5", d / "s.parquet", d / "truth.h5", mask["test"], log=lambda m: None))
     assert set(results) == {"gene_mean", "linear_shrunk", "linear_ledoit_wolf", "knn", "oracle"}
     for name, m in results.items():
         assert results["oracle"]["mse"] <= m["mse"], name
@@ -117,7 +115,7 @@ def test_oracle_is_at_or_below_every_baseline(simulated):
 
 def test_rank_baselines_beat_chance(simulated):
     d, split, mask = simulated
-    res = rank_baselines(d / "r.h5", split["train"], *mask["test"], log=lambda m: None)
+    res, _ = rank_baselines(d / "r.h5", split, mask["val"], mask["test"], log=lambda m: None, **RANK_BASELINES)
     assert res["position_frequency_smoothed"]["c_mean_rank_error"] < 0.7 * 73.0  # chance among 147
     assert res["position_frequency"]["mean_rank_error"] < 488.5
 
@@ -130,20 +128,22 @@ def test_baselines_near_the_reference_numbers_on_real_plates(tmp_path):
     from l1kformer.rank import rank_file
 
     files = [shared_file("LJP005_A375_24H_level3_n377x978.gct"), shared_file("CPC006_A375_6H_level3_n371x978.gctx")]
-    ingest(files, tmp_path / "x.h5", tmp_path / "s.parquet", tmp_path / "g.tsv",
-           gene_table=shared_file("landmark_genes_978.tsv"), log=lambda m: None)
+    ingest(files, tmp_path / "x.h5", tmp_path / "s.parquet", tmp_path / "g.tsv", log=lambda m: None,
+           **ingest_settings(gene_table=shared_file("landmark_genes_978.tsv")))
     rank_file(tmp_path / "x.h5", tmp_path / "r.h5", log=lambda m: None)
     # the README's protocol: 80/20 train/test, inside train 80/20 train/val, 147 masked per profile
     perm = np.random.default_rng(0).permutation(748)
     test, rest = np.sort(perm[:150]), perm[150:]
     split = {"train": np.sort(rest[120:]), "val": np.sort(rest[:120]), "test": test}
     mask = make_mask(split, 978, 0.15, seed=1)
-    expr, info = expression_baselines(tmp_path / "x.h5", split, mask["val"], mask["test"], log=lambda m: None)
+    expr, info = expression_baselines(tmp_path / "x.h5", split, mask["val"], mask["test"], log=lambda m: None,
+                                      **EXPRESSION_BASELINES)
     assert 0.85 < expr["gene_mean"]["mse"] < 1.10  # reference 0.973
     assert 0.45 < expr["linear_shrunk"]["mse"] < 0.62 and 0.5 <= info["shrinkage"] <= 0.9  # 0.538, a = 0.7
     assert 0.80 < expr["linear_ledoit_wolf"]["mse"] < 1.05 and info["ledoit_wolf_shrinkage"] < 0.1  # 0.949
     assert 0.55 < expr["knn"]["mse"] < 0.75  # 0.648
-    rank = rank_baselines(tmp_path / "r.h5", split["train"], *mask["test"], log=lambda m: None)
+    rank, info = rank_baselines(tmp_path / "r.h5", split, mask["val"], mask["test"], log=lambda m: None,
+                                **RANK_BASELINES)
     assert 0.008 < rank["position_frequency"]["top1"] < 0.025  # 0.015
     assert 150 < rank["position_frequency"]["mean_rank_error"] < 230  # 189
     assert 0.06 < rank["position_frequency_smoothed"]["c_top1"] < 0.10  # 0.081
@@ -151,3 +151,7 @@ def test_baselines_near_the_reference_numbers_on_real_plates(tmp_path):
     assert 0.05 < rank["position_frequency_smoothed"]["assign_top1"] < 0.09  # Hungarian 0.068
     assert 0.03 < rank["mean_rank"]["assign_top1"] < 0.06  # 0.046
     assert 19 < rank["mean_rank"]["c_mean_rank_error"] < 26  # 21.9
+    # the conditional Gaussian on rank positions: 13.8 and 0.074 in the independent run
+    assert 12 < rank["gaussian_positions"]["c_mean_rank_error"] < 16
+    assert 0.055 < rank["gaussian_positions"]["c_top1"] < 0.095
+    assert rank["gaussian_positions"]["c_mean_rank_error"] < rank["position_frequency_smoothed"]["c_mean_rank_error"]

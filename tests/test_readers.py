@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared_file
+from conftest import ingest_settings, shared_file
 from l1kformer.errors import InputError
 from l1kformer.gctx import write_gctx
 from l1kformer.ingest import ingest
@@ -78,7 +78,7 @@ def test_several_files_aligned_by_gene_id(tmp_path):
     shuffled.to_csv(tmp_path / "other.csv")
     out = tmp_path / "out"
     n = ingest([files["gctx"], tmp_path / "other.csv"], out / "x.h5", out / "s.parquet", out / "g.tsv",
-               n_genes=5, log=lambda m: None)
+               log=lambda m: None, **ingest_settings(n_genes=5))
     assert n == 6
     with h5py.File(out / "x.h5") as h5:
         np.testing.assert_allclose(h5["expression"][()], np.vstack([VALUES, VALUES]))
@@ -91,8 +91,8 @@ def test_several_files_aligned_by_gene_id(tmp_path):
 def test_filters_on_metadata(tmp_path):
     files = write_all_formats(tmp_path)
     out = tmp_path / "out"
-    n = ingest([files["gctx"]], out / "x.h5", out / "s.parquet", out / "g.tsv", n_genes=5,
-               filters={"pert_dose": [1, 10]}, log=lambda m: None)
+    n = ingest([files["gctx"]], out / "x.h5", out / "s.parquet", out / "g.tsv", log=lambda m: None,
+               **ingest_settings(n_genes=5, filters={"pert_dose": [1, 10]}))
     assert n == 2
     assert list(pd.read_parquet(out / "s.parquet")["pert_dose"]) == [1.0, 10.0]
 
@@ -108,8 +108,8 @@ def test_real_files_ingest_to_the_same_gene_order(tmp_path):
     orders, values = [], {}
     for name in REAL:
         out = tmp_path / name
-        ingest([shared_file(name)], out / "x.h5", out / "s.parquet", out / "g.tsv", n_genes=978,
-               gene_table=table, log=lambda m: None)
+        ingest([shared_file(name)], out / "x.h5", out / "s.parquet", out / "g.tsv", log=lambda m: None,
+               **ingest_settings(gene_table=table))
         with h5py.File(out / "x.h5") as h5:
             orders.append(list(h5["gene_id"][()]))
             values[name] = h5["expression"][()]
@@ -130,7 +130,7 @@ def test_real_plates_pool_by_entrez_id(tmp_path):
     table = shared_file("landmark_genes_978.tsv")
     out = tmp_path / "out"
     n = ingest([shared_file(REAL[0]), shared_file(REAL[1])], out / "x.h5", out / "s.parquet",
-               out / "g.tsv", gene_table=table, log=lambda m: None)
+               out / "g.tsv", log=lambda m: None, **ingest_settings(gene_table=table))
     assert n == 748
     genes = pd.read_csv(out / "g.tsv", sep="\t", dtype=str)
     assert genes["gene_id"].iloc[0] == "780"  # the table's order (DDR1 first)

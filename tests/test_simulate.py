@@ -2,13 +2,14 @@
 
 import numpy as np
 
+from conftest import defaults
 from l1kformer.gctx import GctxMatrix
 from l1kformer.mask import draw_positions
 from l1kformer.simulate import SimulationConfig, codes_from_meta, load_truth, oracle_predict, simulate
 
 
 def test_simulated_gctx_and_oracle(tmp_path):
-    cfg = SimulationConfig(n_plates=4, wells_per_plate=96, n_compounds=10, n_cell_lines=2)
+    cfg = SimulationConfig(**defaults("simulate", n_plates=4, wells_per_plate=96, n_compounds=10, n_cell_lines=2))
     simulate(cfg, tmp_path / "sim.gctx", tmp_path / "truth.h5", log=lambda m: None)
     m = GctxMatrix(tmp_path / "sim.gctx")
     x = m.read_rows(0, m.n_samples)

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import defaults
 from l1kformer.mask import make_mask
 from l1kformer.model import L1kFormer, ModelConfig, build_model
 from l1kformer.rank import rank_genes
 from l1kformer.split import split_rows
-from l1kformer.train import TrainConfig, final_model, lr_at, mask_ratio_at, random_mask, train
+from l1kformer.train import final_model, lr_at, mask_ratio_at, random_mask, split_settings, train
 
 N_GENES = 16
 
@@ -37,9 +38,18 @@ def make_tiny_data(d):
 
 
 def settings(mode, **extra):
-    return {"mode": mode, "n_genes": N_GENES, "d_model": 32, "n_layers": 2, "n_heads": 2, "d_ff": 64,
-            "epochs": 4, "batch_size": 32, "lr": 3e-3, "warmup_steps": 5, "mask_start": 0.25,
-            "mask_end": 0.25, "patience": 10, "window_rows": 128, **extra}
+    return defaults("train", **{"mode": mode, "n_genes": N_GENES, "d_model": 32, "n_layers": 2, "n_heads": 2,
+                                "d_ff": 64, "epochs": 4, "batch_size": 32, "lr": 3e-3, "warmup_steps": 5,
+                                "mask_start": 0.25, "mask_end": 0.25, "patience": 10, "window_rows": 128, **extra})
+
+
+def train_config(**extra):
+    return split_settings(settings("rank", **extra))[1]
+
+
+def model_config(mode, **extra):
+    return ModelConfig(**{"mode": mode, "n_genes": N_GENES, "trunk": "transformer", "d_model": 16, "n_layers": 1,
+                          "n_heads": 2, "d_ff": 32, "dense_width": 32, "dense_depth": 1, "dropout": 0.0, **extra})
 
 
 def run(tiny_data, mode, tmp_path, name="ckpt.pt", **kw):
@@ -65,11 +75,11 @@ def test_training_loss_falls(tiny_data, tmp_path, mode):
 @pytest.mark.parametrize("mode", ["rank", "expression"])
 def test_loss_ignores_unmasked_positions(mode):
     torch.manual_seed(0)
-    model = L1kFormer(ModelConfig(mode=mode, n_genes=N_GENES, d_model=16, n_layers=1, n_heads=2, d_ff=32))
+    model = L1kFormer(model_config(mode))
     masked = random_mask(4, N_GENES, 0.25, torch.Generator().manual_seed(1), "cpu")
     if mode == "rank":
         x = torch.stack([torch.randperm(N_GENES) for _ in range(4)])
-        inputs = x.masked_fill(masked, model.cfg.mask_id)
+        inputs = x.masked_fill(masked, model.encoder.mask_id)
         other = torch.where(masked, x, (x + 1) % N_GENES)
     else:
         x = torch.randn(4, N_GENES)
@@ -85,7 +95,7 @@ def test_loss_ignores_unmasked_positions(mode):
 
 def test_expression_mask_does_not_leak_the_value():
     torch.manual_seed(0)
-    model = L1kFormer(ModelConfig(mode="expression", n_genes=N_GENES, d_model=16, n_layers=1, n_heads=2, d_ff=32))
+    model = L1kFormer(model_config("expression"))
     masked = torch.zeros(2, N_GENES, dtype=torch.bool)
     masked[:, 3] = True
     x = torch.randn(2, N_GENES)
@@ -95,15 +105,15 @@ def test_expression_mask_does_not_leak_the_value():
 
 
 def test_schedules_at_chosen_steps():
-    cfg = TrainConfig(lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
+    cfg = train_config(lr=1e-3, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_at(0, 110, cfg) == pytest.approx(1e-4)
     assert lr_at(9, 110, cfg) == pytest.approx(1e-3)
     assert lr_at(10, 110, cfg) == pytest.approx(1e-3)
     assert lr_at(60, 110, cfg) == pytest.approx(1e-4 + 0.5 * 9e-4)
     assert lr_at(110, 110, cfg) == pytest.approx(1e-4)
-    lin = TrainConfig(mask_schedule="linear", mask_start=0.3, mask_end=0.1)
-    cos = TrainConfig(mask_schedule="cosine", mask_start=0.3, mask_end=0.1)
-    const = TrainConfig(mask_schedule="constant", mask_start=0.2)
+    lin = train_config(mask_schedule="linear", mask_start=0.3, mask_end=0.1)
+    cos = train_config(mask_schedule="cosine", mask_start=0.3, mask_end=0.1)
+    const = train_config(mask_schedule="constant", mask_start=0.2)
     assert mask_ratio_at(0.0, lin) == pytest.approx(0.3) and mask_ratio_at(0.5, lin) == pytest.approx(0.2)
     assert mask_ratio_at(1.0, lin) == pytest.approx(0.1)
     assert mask_ratio_at(0.5, cos) == pytest.approx(0.2) and mask_ratio_at(0.25, cos) == pytest.approx(
@@ -158,7 +168,7 @@ def test_model_file_rebuilds_without_config(tiny_data, tmp_path):
     ckpt = torch.load(path, weights_only=False)
     rebuilt = build_model(ckpt["model_config"])
     rebuilt.load_state_dict(ckpt["state_dict"])
-    assert torch.equal(rebuilt.value_mean, model.value_mean)  # standardisation travels with the model
+    assert torch.equal(rebuilt.encoder.value_mean, model.encoder.value_mean)  # standardisation travels with the model
     x = torch.randn(2, N_GENES)
     masked = torch.zeros(2, N_GENES, dtype=torch.bool)
     masked[:, :4] = True

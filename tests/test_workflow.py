@@ -11,7 +11,7 @@ pytestmark = pytest.mark.workflow
 DATA = "results/data/"
 ALL_RUNS = run_jobs("rank_small", "expr_small")
 SUMMARY = {("summary", None)}
-BASELINES = {("baselines_rank", None), ("baselines_expression", None)}
+BASELINES = {("baselines_rank", None), ("baselines_expression", None), ("oracle", None)}
 
 
 def test_lint_is_clean(workflow):
@@ -79,6 +79,15 @@ def test_rerun_scope_and_determinism(workflow):
     workflow.set_config({})
     assert workflow.pending() == set()
 
+    # evaluation settings of the baselines and the probes: their own step, not the runs' evaluation
+    workflow.set_config({"evaluate": {"knn_k": 5}})
+    assert workflow.pending_jobs() == {("baselines_expression", None)} | SUMMARY | {
+        ("plot_expression", "expr_small")}
+    workflow.set_config({"evaluate": {"knn_k": 10, "probe_fields": ["cell_id"]}})
+    assert workflow.pending_jobs() == {("embed", "rank_small"), ("embed", "expr_small")} | SUMMARY
+    workflow.set_config({"evaluate": {"probe_fields": ["cell_id", "pert_type"]}})
+    assert workflow.pending() == set()
+
     # editing a module that rank imports: rank and its consumers pending
     module = workflow.path / "workflow/scripts/l1kformer/rank.py"
     module.write_text(module.read_text() + "\n# an edit\n")
@@ -110,7 +119,9 @@ def check_outputs_and_report(workflow):
                                     "oracle", "position_frequency", "position_frequency_smoothed"}
     for run in ("rank_small", "expr_small"):
         metrics = json.loads((workflow.path / f"results/runs/{run}/metrics.json").read_text())
-        assert metrics["baselines"] and metrics["versus_baselines"] and metrics["probe"]["cell_id"]
+        assert metrics["test"] and "baselines" not in metrics  # the run's own results only
+        probe = json.loads((workflow.path / f"results/runs/{run}/probe.json").read_text())
+        assert probe["cell_id"]["embedding"]["accuracy"] is not None
         for name in ("embeddings_val.parquet", "embeddings_test.parquet", "gene_embeddings.parquet"):
             assert len(pd.read_parquet(workflow.path / f"results/runs/{run}/{name}")) > 0
     plots = sorted((workflow.path / "results").rglob("*.png"))

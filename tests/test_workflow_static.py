@@ -2,6 +2,7 @@
 
 import ast
 import re
+from pathlib import Path
 
 import yaml
 
@@ -11,56 +12,68 @@ SCRIPTS = ROOT / "workflow" / "scripts"
 PACKAGE = SCRIPTS / "l1kformer"
 
 
-def step_modules():
-    tree = ast.parse((ROOT / "rules" / "common.smk").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "STEP_MODULES":
-            return ast.literal_eval(node.value)
-    raise AssertionError("STEP_MODULES not found in rules/common.smk")
+def dry_run_inputs(workflow):
+    """{(rule, run or None): set of input paths} from a dry run of every job."""
+    out = workflow.run("-n", "--forceall").stdout
+    jobs = {}
+    for block in out.split("\nrule ")[1:]:
+        rule = block.split(":")[0]
+        inputs = re.search(r"^    input: (.*)$", block, flags=re.M)
+        run = re.search(r"^    wildcards: run=(\S+)$", block, flags=re.M)
+        if rule != "all":
+            jobs[(rule, run and run.group(1))] = set(inputs.group(1).split(", ")) if inputs else set()
+    return jobs
 
 
-def l1kformer_imports(path):
-    """l1kformer modules imported anywhere in ``path`` (top level or inside functions)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("l1kformer"):
-            parts = node.module.split(".")
-            if len(parts) > 1:
-                found.add(parts[1])
-            else:
-                found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("l1kformer."):
-                    found.add(alias.name.split(".")[1])
-    return found
+def test_package_inputs_are_the_transitive_imports(workflow):
+    jobs = dry_run_inputs(workflow)
+    module_sets = {job: {Path(p).stem for p in inputs if "/l1kformer/" in p} for job, inputs in jobs.items()}
+    assert module_sets[("split", None)] == {"__init__", "errors", "fileio", "split", "step"}
+    train = module_sets[("train", "expr_small")]
+    assert {"model", "tasks", "train", "loader", "inference", "distributed", "metrics"} <= train
+    assert "plots" not in train and "baselines" not in train
+    assert {"plots", "tasks"} <= module_sets[("plot_rank", "rank_small")]
+    assert "train" not in module_sets[("plot_rank", "rank_small")]
+    assert "model" not in module_sets[("baselines_rank", None)]
+    for (rule, _), modules in module_sets.items():
+        for module in modules:  # every declared module is one the package has
+            assert (PACKAGE / f"{module}.py").exists(), (rule, module)
 
 
-def transitive(script):
-    # modules imported, and modules started as programs ("-m l1kformer.distributed")
-    started = set(re.findall(r'"l1kformer\.(\w+)"', script.read_text()))
-    todo, seen = list(l1kformer_imports(script) | started), {"__init__"}
-    while todo:
-        module = todo.pop()
-        if module not in seen:
-            seen.add(module)
-            todo.extend(l1kformer_imports(PACKAGE / f"{module}.py"))
-    return seen
-
-
-def test_each_rule_declares_exactly_the_modules_its_script_imports():
-    declared = step_modules()
-    for step, modules in declared.items():
-        assert set(modules) == transitive(SCRIPTS / f"{step}.py"), step
-
-
-def test_every_script_has_its_rule_and_its_declaration():
+def test_every_script_has_its_rule():
     scripts = {p.stem for p in SCRIPTS.glob("*.py")}
-    assert scripts == set(step_modules())
     rules_text = "".join(p.read_text() for p in (ROOT / "rules").glob("*.smk"))
+    assert scripts == set(re.findall(r'"\.\./workflow/scripts/(\w+)\.py"', rules_text))
     for step in scripts:
-        assert f'"../workflow/scripts/{step}.py"' in rules_text
         assert f'package_files("{step}")' in rules_text
+
+
+def test_modes_agree_across_the_workflow_and_the_package():
+    """One MODES entry per task, the same plots as the task's figures, a caption and a function each."""
+    from l1kformer import plots
+    from l1kformer.tasks import TASKS
+
+    tree = ast.parse((ROOT / "rules" / "common.smk").read_text())
+    modes = next(ast.literal_eval(n.value) for n in tree.body
+                 if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "MODES")
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    assert set(schema["$defs"]["settings"]["properties"]["mode"]["enum"]) == set(modes) == {"rank", "expression"}
+    for name, spec in modes.items():
+        task = TASKS[name]
+        assert spec["plots"] == list(task.figures), name
+        for plot, function in task.figures.items():
+            assert callable(getattr(plots, function)), function
+            assert (ROOT / "workflow/report" / f"{name}_{plot}.rst").exists(), (name, plot)
+
+
+def test_schema_defaults_are_the_config_defaults():
+    """config.yaml is the one home of defaults: where the schema also names one, they agree."""
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    for section, spec in schema["properties"].items():
+        for key, prop in spec.get("properties", {}).items():
+            if "default" in prop:
+                assert config[section][key] == prop["default"], f"{section}.{key}"
 
 
 def test_every_rule_names_an_existing_env_and_a_log():
@@ -102,3 +115,12 @@ def test_gpu_rules_use_the_cuda_env():
         name = rule.split(":")[0]
         env = re.findall(r'conda:\s*\n\s*"([^"]+)"', rule)[0]
         assert ("gpu=" in rule) == env.endswith("l1kformer-gpu.yaml"), name
+
+
+def test_no_package_function_is_over_60_lines():
+    long = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno + 1 > 60:
+                long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert not long, long

@@ -5,9 +5,7 @@ from l1kformer.split import read_split
 from l1kformer.step import step
 
 with step(snakemake.log[0]) as log:
-    split = read_split(snakemake.input.split)
-    rows, positions = read_mask(snakemake.input.mask)["test"]
-    results = rank_baselines(snakemake.input.ranks, split["train"], rows, positions,
-                             sigma=snakemake.params.smoothing_sigma, log=log)
-    write_json(snakemake.output.metrics, {"baselines": results,
-                                          "settings": {"smoothing_sigma": snakemake.params.smoothing_sigma}})
+    mask = read_mask(snakemake.input.mask)
+    results, info = rank_baselines(snakemake.input.ranks, read_split(snakemake.input.split), mask["val"], mask["test"],
+                                   log=log, **snakemake.params.settings)
+    write_json(snakemake.output.metrics, {"baselines": results, "settings": {**snakemake.params.settings, **info}})

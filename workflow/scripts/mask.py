@@ -7,5 +7,5 @@ from l1kformer.step import step
 with step(snakemake.log[0]) as log:
     with h5py.File(snakemake.input.expression, "r") as h5:
         n_genes = h5["expression"].shape[1]
-    write_mask(read_split(snakemake.input.split), n_genes, snakemake.output.mask,
-               snakemake.params.ratio, snakemake.params.seed, log=log)
+    s = snakemake.params.settings
+    write_mask(read_split(snakemake.input.split), n_genes, snakemake.output.mask, s["ratio"], s["seed"], log=log)

@@ -2,7 +2,6 @@ from l1kformer.split import write_split
 from l1kformer.step import step
 
 with step(snakemake.log[0]) as log:
-    p = snakemake.params
+    s = snakemake.params.settings
     write_split(snakemake.input.samples, snakemake.output.split,
-                {"train": p.train, "val": p.val, "test": p.test}, p.seed,
-                group_by=p.group_by or None, log=log)
+                {"train": s["train"], "val": s["val"], "test": s["test"]}, s["seed"], group_by=s["group_by"], log=log)

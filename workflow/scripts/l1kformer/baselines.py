@@ -5,14 +5,18 @@ Rank mode (log-scores for every gene at every masked rank position, then the met
 - ``position_frequency``: how often each gene sat at each rank position in train;
 - ``position_frequency_smoothed``: the same table smoothed along positions (Gaussian, sigma 8): its
   constrained metrics are "most frequent missing gene" and its assignment is the Hungarian one;
-- ``mean_rank``: missing genes sorted by their mean train rank and assigned in that order.
+- ``mean_rank``: missing genes sorted by their mean train rank and assigned in that order;
+- ``gaussian_positions``: each profile as the vector of its genes' rank positions; the missing genes'
+  positions predicted by the shrunk conditional Gaussian mean given the visible genes' positions (the
+  estimator of ``linear_shrunk``, shrinkage chosen on the val mask), scores minus the distance to the
+  predicted position, missing genes assigned to the masked positions in order of predicted position.
 Expression mode (masked values in the original units):
 - ``gene_mean``: the gene's train mean;
 - ``linear_shrunk``: the conditional Gaussian mean with covariance (1 - a) S + a tr(S)/G I, a chosen
   on the val split's static mask (real L1000 wants much more shrinkage than Ledoit-Wolf picks);
 - ``linear_ledoit_wolf``: the same with Ledoit-Wolf's own a;
-- ``knn``: mean of the k nearest train profiles by distance on the observed genes;
-- ``oracle``: on simulated data, the Bayes-optimal prediction from the generator's parameters.
+- ``knn``: mean of the k nearest train profiles by distance on the observed genes.
+On simulated data the Bayes oracle (oracle.py) is scored beside them, in a step of its own.
 """
 
 import numpy as np
@@ -44,35 +48,88 @@ def position_counts(ranks_path, train_rows, n_genes):
     return counts, mean_rank
 
 
-def rank_baselines(ranks_path, train_rows, test_rows, test_positions, sigma=8.0, log=print):
+def rank_baselines(ranks_path, split, val_mask, test_mask, smoothing_sigma, tune_profiles, log=print):
+    """All rank baselines on the test mask; ``gaussian_positions`` tunes its shrinkage on the val mask."""
     import h5py
 
     with h5py.File(ranks_path, "r") as h5:
         n_genes = h5["ranks"].shape[1]
-    counts, mean_rank = position_counts(ranks_path, train_rows, n_genes)
+    counts, mean_rank = position_counts(ranks_path, split["train"], n_genes)
     freq = np.log((counts + 0.5) / (counts.sum(axis=1, keepdims=True) + 0.5 * n_genes))
-    smooth = gaussian_filter1d(counts.astype(np.float64), sigma, axis=0, mode="nearest")
+    smooth = gaussian_filter1d(counts.astype(np.float64), smoothing_sigma, axis=0, mode="nearest")
     smooth = np.log((smooth + 0.5) / (smooth.sum(axis=1, keepdims=True) + 0.5 * n_genes))
-    ranks, positions = masked_set(ranks_path, "ranks", test_rows, test_positions)
-    parts = {"position_frequency": [], "position_frequency_smoothed": [], "mean_rank": []}
-    for seq, pos in zip(ranks, positions):
+    predict, info = gaussian_positions(ranks_path, split["train"], val_mask, tune_profiles, log)
+    ranks, positions = masked_set(ranks_path, "ranks", *test_mask)
+    predicted = predict(ranks, positions)
+    parts = {"position_frequency": [], "position_frequency_smoothed": [], "mean_rank": [], "gaussian_positions": []}
+    for seq, pos, gene_pos in zip(ranks, positions, predicted):
         true = seq[pos].astype(np.int64)
         parts["position_frequency"].append(score_profile(freq[pos], true))
         parts["position_frequency_smoothed"].append(score_profile(smooth[pos], true))
-        scores = -np.abs(mean_rank[None, :] - pos[:, None])
-        in_order = np.sort(true)[np.argsort(mean_rank[np.sort(true)], kind="stable")]
-        parts["mean_rank"].append(score_profile(scores, true, assignment=in_order))
+        parts["mean_rank"].append(score_by_position(mean_rank, pos, true))
+        parts["gaussian_positions"].append(score_by_position(gene_pos, pos, true))
     log(f"rank baselines on {len(ranks)} test profiles x {positions.shape[1]} masked positions")
-    return {name: summarize_rank(p) for name, p in parts.items()}
+    results = {name: summarize_rank(p) for name, p in parts.items()}
+    for name in ("mean_rank", "gaussian_positions"):  # distances, not probabilities: no cross-entropy
+        results[name].update(ce=None, c_ce=None)
+    return results, info
+
+
+def score_by_position(gene_position, positions, true):
+    """Scores of a method that places each gene at a position (``gene_position``, genes): minus the
+    distance to each masked position; missing genes assigned to the masked positions in order of
+    their predicted position."""
+    scores = -np.abs(gene_position[None, :] - positions[:, None])
+    missing = np.sort(true)
+    in_order = missing[np.argsort(gene_position[missing], kind="stable")]
+    return score_profile(scores, true, assignment=in_order)
+
+
+def gene_positions(ranks):
+    """profiles x genes (float64): each gene's rank position, the inverse of each row's gene order."""
+    out = np.empty(ranks.shape)
+    np.put_along_axis(out, ranks.astype(np.int64), np.arange(ranks.shape[1], dtype=np.float64)[None, :], axis=1)
+    return out
+
+
+def gaussian_positions(ranks_path, train_rows, val_mask, tune_profiles, log=print, seed=0):
+    """The conditional Gaussian on gene rank positions, covariance shrunk as ``linear_shrunk``'s, a
+    chosen on (at most ``tune_profiles`` of) the val mask by the MSE of the predicted positions.
+
+    Returns ``predict(ranks, positions)`` -> profiles x genes of positions (visible genes where they
+    are, missing genes at their conditional mean), and the tuning record.
+    """
+    mean, cov, _ = moments(ranks_path, "ranks", train_rows, transform=gene_positions)
+
+    def predict_with(precision, ranks, positions):
+        out = gene_positions(ranks)
+        missing = np.take_along_axis(ranks, positions, axis=1).astype(np.int64)
+        np.put_along_axis(out, missing, conditional_mean(mean, precision, out.copy(), missing), axis=1)
+        return out
+
+    val_rows, val_positions = val_mask
+    pick = np.sort(np.random.default_rng(seed).permutation(len(val_rows))[:tune_profiles])
+    ranks, positions = masked_set(ranks_path, "ranks", val_rows[pick], val_positions[pick])
+    truth = gene_positions(ranks)
+    tuning = {}
+    for a in SHRINKAGE_GRID:
+        tuning[a] = float(((predict_with(np.linalg.inv(shrink(cov, a)), ranks, positions) - truth) ** 2).sum()
+                          / positions.size)
+    best = min(tuning, key=tuning.get)
+    log(f"gaussian_positions: shrinkage a = {best} chosen on {len(ranks)} val profiles "
+        f"(position MSE {tuning[best]:.1f})")
+    precision = np.linalg.inv(shrink(cov, best))
+    info = {"shrinkage": best, "shrinkage_val_position_mse": {str(a): m for a, m in tuning.items()}}
+    return (lambda r, p: predict_with(precision, r, p)), info
 
 
 # --- expression ---------------------------------------------------------------------------------
 
-def moments(expr_path, rows):
-    """Mean (G) and covariance (G x G, divisor n) of ``rows``, accumulated in float64."""
+def moments(path, dataset, rows, transform=None):
+    """Mean (G) and covariance (G x G, divisor n) of ``rows`` (after ``transform``), in float64."""
     total, cross, n = 0.0, 0.0, 0
-    for _, v in in_order(expr_path, "expression", rows):
-        v = v.astype(np.float64)
+    for _, v in in_order(path, dataset, rows):
+        v = v.astype(np.float64) if transform is None else transform(v)
         total = total + v.sum(axis=0)
         cross = cross + v.T @ v
         n += len(v)
@@ -132,11 +189,11 @@ def flat_metrics(pred, values, positions):
     return expression_metrics(pred.ravel(), true.ravel(), profile, positions.ravel())
 
 
-def expression_baselines(expr_path, split, val_mask, test_mask, k_neighbours=10, knn_reference=20000,
-                         tune_profiles=500, oracle=None, seed=0, log=print):
+def expression_baselines(expr_path, split, val_mask, test_mask, knn_k, knn_reference, tune_profiles, seed=0,
+                         log=print):
     """All expression baselines on the test mask; shrinkage tuned on (at most ``tune_profiles`` of)
-    the val mask. ``oracle(rows, values, positions)``, on simulated data, gives the Bayes prediction."""
-    mean, cov, n_train = moments(expr_path, split["train"])
+    the val mask."""
+    mean, cov, n_train = moments(expr_path, "expression", split["train"])
     test_values, test_pos = masked_set(expr_path, "expression", *test_mask)
     results, info = {}, {"n_train": n_train, "n_test": len(test_values)}
     results["gene_mean"] = flat_metrics(np.broadcast_to(mean, test_values.shape)[
@@ -163,13 +220,9 @@ def expression_baselines(expr_path, split, val_mask, test_mask, k_neighbours=10,
 
     ref_rows = np.sort(np.random.default_rng(seed).permutation(split["train"])[:knn_reference])
     reference = read_rows(expr_path, "expression", ref_rows)
-    pred = knn_predict(reference, test_values, test_pos, k=k_neighbours)
+    pred = knn_predict(reference, test_values, test_pos, k=knn_k)
     results["knn"] = flat_metrics(pred, test_values, test_pos)
-    info.update(knn_k=k_neighbours, knn_reference_profiles=len(reference))
-
-    if oracle is not None:
-        pred = oracle(test_mask[0], test_values.astype(np.float64), test_pos)
-        results["oracle"] = flat_metrics(pred, test_values, test_pos)
+    info.update(knn_k=knn_k, knn_reference_profiles=len(reference))
     for name, m in results.items():
         log(f"{name}: MSE {m['mse']:.4f}, MAE {m['mae']:.4f}, Pearson {m['pearson']:.4f}")
     return results, info

@@ -1,4 +1,5 @@
-"""Entry point of one DistributedDataParallel training process, started by torchrun:
+"""DistributedDataParallel training: :func:`launch` starts torchrun from the train job, and
+:func:`main` is each process's entry point:
 
     torchrun --standalone --nproc_per_node N -m l1kformer.distributed job.json
 
@@ -8,9 +9,26 @@ process, LOCAL_RANK), gloo on the CPU. Rank 0 writes the outputs.
 
 import json
 import os
+import subprocess
 import sys
 
 import torch
+
+
+def launch(job, n_proc, threads, log_path, spec_path, log=print):
+    """Run ``run_training(**job)`` in ``n_proc`` processes under torchrun; the job file is removed
+    whatever happens. Each process logs to ``log_path.rank<N>``."""
+    try:
+        with open(spec_path, "w") as f:
+            json.dump({**job, "log": log_path, "threads": max(1, threads // n_proc)}, f)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # finds l1kformer
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_proc}",
+               "-m", "l1kformer.distributed", str(spec_path)]
+        log("launching: " + " ".join(cmd))
+        subprocess.run(cmd, env=env, check=True, stdout=sys.stderr, stderr=sys.stderr)
+    finally:
+        if os.path.exists(spec_path):
+            os.remove(spec_path)
 
 
 def main(spec_path):

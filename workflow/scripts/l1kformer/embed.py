@@ -9,9 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from l1kformer.evaluate import dataset_of
-from l1kformer.inference import autocast_for, to_inputs
-from l1kformer.loader import RowBatches
+from l1kformer.inference import autocast_for, dataset_of
+from l1kformer.loader import RowBatches, read_rows
 
 
 @torch.no_grad()
@@ -20,20 +19,27 @@ def profile_embeddings(model, data_path, rows, batch_size=64, device="cpu"):
     out = []
     autocast = autocast_for(device)
     for _, values in RowBatches(data_path, dataset_of(model), rows, batch_size).epoch(0, 0, shuffle=False):
-        x = to_inputs(model, values, device)
+        x = model.task.to_inputs(model, values, device)
         masked = torch.zeros(x.shape, dtype=torch.bool, device=device)
         with autocast():
             out.append(model.embeddings(x, masked).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.cfg.d_model), np.float32)
 
 
+def embedding_frame(embeddings, ids, id_column):
+    """One row per profile or gene: the id, then the embedding as columns e0, e1, ..."""
+    frame = pd.DataFrame(embeddings, columns=[f"e{k}" for k in range(embeddings.shape[1])])
+    frame.insert(0, id_column, np.asarray(ids))
+    return frame
+
+
 def gene_embeddings(model):
-    """genes x d_model: the token embedding of each gene id (rank) or the gene-identity embedding."""
-    table = model.token_emb.weight[: model.cfg.n_genes] if model.cfg.mode == "rank" else model.gene_emb.weight
-    return table.detach().float().cpu().numpy()
+    """genes x width: the model's per-gene embedding table (gene token, gene identity, or the dense
+    model's first-layer weights of each gene's value)."""
+    return model.gene_table().detach().float().cpu().numpy()
 
 
-def linear_probe(features, labels, folds=5, min_per_class=None, seed=0):
+def linear_probe(features, labels, folds=5, seed=0):
     """Cross-validated accuracy of a linear classifier, and the majority-class accuracy.
 
     Classes with fewer than ``folds`` members are dropped (stratified CV needs one per fold).
@@ -45,7 +51,7 @@ def linear_probe(features, labels, folds=5, min_per_class=None, seed=0):
 
     labels = pd.Series(labels).astype(str).to_numpy()
     counts = pd.Series(labels).value_counts()
-    keep = np.isin(labels, counts[counts >= (min_per_class or folds)].index)
+    keep = np.isin(labels, counts[counts >= folds].index)
     x, y = features[keep], labels[keep]
     classes = np.unique(y)
     if len(classes) < 2:
@@ -55,3 +61,29 @@ def linear_probe(features, labels, folds=5, min_per_class=None, seed=0):
     acc = cross_val_score(probe, x, y, cv=cv)
     return {"accuracy": float(acc.mean()), "majority": float(counts[classes].max() / len(y)),
             "n": int(len(y)), "classes": int(len(classes))}
+
+
+def probes(embedded, expression_path, meta, fields, max_profiles, log=print):
+    """Linear probes of ``fields`` on the pooled embedded sets, against raw expression of the same
+    profiles. ``embedded``: [(rows, embeddings)]; at most ``max_profiles`` profiles (seeded pick)."""
+    rows = np.concatenate([r for r, _ in embedded])
+    order = np.argsort(rows)
+    rows, emb = rows[order], np.concatenate([e for _, e in embedded])[order]
+    if len(rows) > max_profiles:
+        pick = np.sort(np.random.default_rng(0).permutation(len(rows))[:max_profiles])
+        rows, emb = rows[pick], emb[pick]
+    expr = read_rows(expression_path, "expression", rows)
+    out = {}
+    for field in fields:
+        if field not in meta.columns:
+            log(f"probe: no sample field {field!r}, skipped")
+            continue
+        labels = meta[field].iloc[rows].to_numpy()
+        out[field] = {"embedding": linear_probe(emb, labels), "expression": linear_probe(expr, labels)}
+        log(f"probe {field}: accuracy {_fmt(out[field]['embedding']['accuracy'])} from the embedding, "
+            f"{_fmt(out[field]['expression']['accuracy'])} from raw expression")
+    return out
+
+
+def _fmt(accuracy):
+    return "n/a" if accuracy is None else f"{accuracy:.3f}"

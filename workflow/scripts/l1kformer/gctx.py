@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from l1kformer.errors import InputError
 from l1kformer.fileio import h5_write, row_blocks
+from l1kformer.matrix import Matrix
 
 MATRIX = "0/DATA/0/matrix"
 ROW = "0/META/ROW"
@@ -47,11 +48,10 @@ def _read_meta(path, group):
     return ids, pd.DataFrame(fields)
 
 
-class GctxMatrix:
+class GctxMatrix(Matrix):
     """An open GCTX file: ids and metadata in memory, values read in row (sample) blocks."""
 
     def __init__(self, path):
-        self.path = path
         try:
             self._file = h5py.File(path, "r")
         except OSError as exc:
@@ -60,8 +60,9 @@ class GctxMatrix:
         try:
             if MATRIX not in f or ROW not in f or COL not in f:
                 raise InputError(path, f"HDF5 file is not GCTX: needs /{MATRIX}, /{ROW} and /{COL}")
-            self.gene_ids, self.gene_meta = _read_meta(path, f[ROW])
-            self.sample_ids, self.sample_meta = _read_meta(path, f[COL])
+            gene_ids, gene_meta = _read_meta(path, f[ROW])
+            sample_ids, sample_meta = _read_meta(path, f[COL])
+            super().__init__(path, sample_ids, gene_ids, sample_meta, gene_meta)
             self._data = f[MATRIX]
             shape = self._data.shape
             n_s, n_g = len(self.sample_ids), len(self.gene_ids)
@@ -77,10 +78,6 @@ class GctxMatrix:
         except BaseException:
             f.close()
             raise
-
-    @property
-    def n_samples(self):
-        return len(self.sample_ids)
 
     def read_rows(self, start, stop):
         """Values of samples ``start:stop`` as float32, samples x genes in file gene order."""

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from l1kformer.errors import InputError
-from l1kformer.readers import normalize_ids
+from l1kformer.matrix import normalize_ids
 
 
 class GeneTable:

@@ -1,17 +1,24 @@
-"""Running a model over stored profiles: inputs from loader values, and outputs on a static mask."""
+"""Running a model: the device, a model rebuilt from its file, and its outputs on a static mask."""
 
 import contextlib
 
 import numpy as np
 import torch
 
+from l1kformer.loader import RowBatches
+from l1kformer.model import build_model
 
-def to_inputs(model, values, device):
-    """Loader values (profiles x genes) -> model input on ``device``: gene ids (rank mode, int64) or
-    standardised values (expression mode). The input is also the target of masked positions."""
-    if model.cfg.mode == "rank":
-        return torch.from_numpy(values.astype(np.int64)).to(device, non_blocking=True)
-    return model.standardize(torch.from_numpy(values).to(device, non_blocking=True).float())
+
+def pick_device(wanted, log, local_rank=0):
+    """``auto``: CUDA if the job sees a GPU, else the CPU with a warning in the log."""
+    if wanted == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    if wanted == "cuda":
+        raise RuntimeError("device: cuda was asked for but no GPU is visible to this job")
+    log("WARNING: no GPU visible to this job; running on the CPU (slow for real data)")
+    return torch.device("cpu")
 
 
 def autocast_for(device):
@@ -21,22 +28,41 @@ def autocast_for(device):
     return contextlib.nullcontext
 
 
+def load_model(path, device="cpu"):
+    """Rebuild a model from its self-describing file (no config needed): (model, file contents)."""
+    ckpt = torch.load(path, map_location=device, weights_only=False)
+    model = build_model(ckpt["model_config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(device).eval(), ckpt
+
+
+def dataset_of(model):
+    """The HDF5 data set the model reads (``ranks`` or ``expression``)."""
+    return model.task.dataset
+
+
 @torch.no_grad()
 def masked_outputs(model, loader, mask_rows, mask_positions, device, autocast=None):
     """Yield (values, positions, outputs, targets) for each batch of a statically masked set.
 
-    Profile ``mask_rows[i]`` has ``mask_positions[i]`` (sorted) masked and replaced by [MASK].
-    ``outputs`` are the model's raw outputs at the masked positions in row-major order (logits,
-    n_masked x n_genes, or standardised values, n_masked), ``targets`` the true tokens / values there.
+    Profile ``mask_rows[i]`` has ``mask_positions[i]`` (sorted) masked. ``outputs`` are the model's
+    raw outputs at the masked positions in row-major order (rank: logits, n_masked x n_genes;
+    expression: standardised values, n_masked), ``targets`` the true inputs there.
     """
     model.eval()
     autocast = autocast or autocast_for(device)
     for rows, values in loader.epoch(0, 0, shuffle=False):
-        x = to_inputs(model, values, device)
+        x = model.task.to_inputs(model, values, device)
         pos = mask_positions[np.searchsorted(mask_rows, rows)].astype(np.int64)
         masked = torch.zeros(x.shape, dtype=torch.bool, device=device)
         masked.scatter_(1, torch.from_numpy(pos).to(device), True)
-        inputs = x.masked_fill(masked, model.cfg.mask_id) if model.cfg.mode == "rank" else x
         with autocast():
-            out, _ = model(inputs, masked)
+            out, _ = model(model.task.mask_inputs(model, x, masked), masked)
         yield values, pos, out.float(), x[masked]
+
+
+def predict_masked(model, data_path, rows, positions, batch_size=64, device="cpu"):
+    """Yield (values, positions, raw outputs) per batch of the masked set, in row order."""
+    loader = RowBatches(data_path, dataset_of(model), rows, batch_size)
+    for values, pos, out, _ in masked_outputs(model, loader, rows, positions, device):
+        yield values, pos, out

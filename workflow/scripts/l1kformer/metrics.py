@@ -14,10 +14,6 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import log_softmax
 from scipy.stats import rankdata
 
-RANK_KEYS = ("ce", "top1", "top5", "mean_rank_error", "c_ce", "c_top1", "c_top5", "c_mean_rank_error",
-             "assign_top1")
-
-
 def rank_error(scores, target):
     """Genes scored above the target, ties (other than the target itself) counted half: the expected
     number above under random tie-breaking, so a constant score cannot look perfect."""

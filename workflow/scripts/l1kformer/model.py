@@ -1,49 +1,50 @@
-"""The whole l1kformer model in one file: a pre-norm transformer encoder over the 978 landmark genes.
+"""The whole l1kformer model in one file: a pre-norm transformer encoder over the landmark genes.
 
-Two ends on one trunk:
-- rank mode: tokens are gene ids in rank order (highest expression first) plus a [MASK] id; learned
-  position embeddings give the rank; the head scores the genes only at masked positions.
-- expression mode: genes in fixed order; each token is a linear embedding of the gene's standardised
-  value plus a gene-identity embedding; masked genes get a learned [MASK] vector instead of a value
-  embedding (no sentinel value: after standardisation every number is a real value); the head
-  regresses one value per masked position. Per-gene mean and sd (train split) are buffers of the
-  model, so predictions come back in the original units.
-Dropout acts on the embeddings and the residual branches only, never on attention probabilities:
-that keeps the fused attention kernels (flash / memory-efficient, on GPU and CPU) in use during
-training, where attention dropout would force the unfused path that materialises 978 x 978 scores.
-Pure torch, no I/O.
+The trunk (blocks of self-attention and MLP, a final norm) is shared by every mode; what goes in and
+what comes out belong to the run's task (tasks.py), which the model asks once, in ``__init__``, for
+its input encoder and its head:
+- rank mode: tokens are gene ids in rank order plus a [MASK] id, with learned position embeddings;
+  the head scores every gene at each masked position;
+- expression mode: genes in fixed order, a value embedding plus a gene embedding per token, a learned
+  [MASK] vector for hidden values; the head regresses one value per masked position.
+The head runs at masked positions only. ``DenseNet`` below is the control without attention (the
+``dense`` trunk), with the same task objects, loss and training. Dropout acts on the embeddings and the residual branches,
+never on attention probabilities: that keeps the fused attention kernels (flash / memory-efficient,
+on GPU and CPU) in use during training, where attention dropout would force the unfused path that
+materialises 978 x 978 scores. Pure torch, no I/O.
 """
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-MODES = ("rank", "expression")
+from l1kformer.tasks import get_task
 
 
 @dataclass
 class ModelConfig:
-    mode: str = "rank"
-    n_genes: int = 978
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 2
-    d_ff: int = 256
-    dropout: float = 0.0
+    """The model's settings; their defaults live in config.yaml (``train:``). ``trunk`` chooses the
+    transformer (d_model, n_layers, n_heads, d_ff) or the dense control (dense_width, dense_depth)."""
+    mode: str
+    n_genes: int
+    trunk: str
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_ff: int
+    dense_width: int
+    dense_depth: int
+    dropout: float
 
     def __post_init__(self):
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+        get_task(self.mode)  # a clear error for an unknown mode
+        if self.trunk not in TRUNKS:
+            raise ValueError(f"trunk must be one of {sorted(TRUNKS)}, not {self.trunk!r}")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
-
-    @property
-    def mask_id(self):
-        """The [MASK] token id in rank mode (gene ids are 0 .. n_genes - 1)."""
-        return self.n_genes
 
 
 class SelfAttention(nn.Module):
@@ -76,24 +77,30 @@ class Block(nn.Module):
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
-class L1kFormer(nn.Module):
+class Trainable(nn.Module):
+    """What training and evaluation ask of any trunk besides ``forward``, ``hidden`` and ``embeddings``."""
+
+    def configure_optimizer(self, lr, weight_decay, betas=(0.9, 0.95)):
+        """AdamW; weight decay on matrices only (not on biases, norms, [MASK] and fill vectors)."""
+        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+    def loss(self, out, targets, masked):
+        return out, (None if targets is None else self.task.loss(out, targets[masked]))
+
+
+class L1kFormer(Trainable):
     def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
-        d = cfg.d_model
-        if cfg.mode == "rank":
-            self.token_emb = nn.Embedding(cfg.n_genes + 1, d)  # + [MASK]
-            self.pos_emb = nn.Embedding(cfg.n_genes, d)
-        else:
-            self.value_emb = nn.Linear(1, d)
-            self.gene_emb = nn.Embedding(cfg.n_genes, d)
-            self.mask_emb = nn.Parameter(torch.zeros(d))
-        self.register_buffer("value_mean", torch.zeros(cfg.n_genes))
-        self.register_buffer("value_std", torch.ones(cfg.n_genes))
+        self.task = get_task(cfg.mode)
+        self.encoder = self.task.encoder(cfg)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
-        self.norm = nn.LayerNorm(d)
-        self.head = nn.Linear(d, cfg.n_genes if cfg.mode == "rank" else 1)
+        self.norm = nn.LayerNorm(cfg.d_model)
+        self.head = self.task.head(cfg)
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # GPT-2 style scaled init of residual projections
             if name.endswith(("attn.proj.weight", "mlp.2.weight")):
@@ -108,63 +115,29 @@ class L1kFormer(nn.Module):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, 0.0, 0.02)
 
-    def embed(self, x, masked, visible=None):
-        """Token embeddings, batch x genes x d_model.
-
-        rank mode: ``x`` int64 gene ids (masked positions already replaced by ``mask_id`` or a random
-        gene, as the caller chose). expression mode: ``x`` standardised values; masked positions get
-        the [MASK] vector, except those that ``visible`` (bool, BERT's random/keep share) leaves shown.
-        """
-        if self.cfg.mode == "rank":
-            pos = torch.arange(x.shape[1], device=x.device)
-            return self.token_emb(x) + self.pos_emb(pos)
-        values = self.value_emb(x.unsqueeze(-1).to(self.value_emb.weight.dtype))
-        hide = masked if visible is None else masked & ~visible
-        values = torch.where(hide.unsqueeze(-1), self.mask_emb.to(values.dtype), values)
-        return values + self.gene_emb.weight
-
-    def hidden(self, x, masked, visible=None):
-        h = self.drop(self.embed(x, masked, visible))
+    def hidden(self, x, hide):
+        """Last-layer states, batch x genes x d_model; ``hide`` (bool, batch x genes) marks the
+        positions whose input the encoder replaces by its [MASK] vector."""
+        h = self.drop(self.encoder(x, hide))
         for block in self.blocks:
             h = block(h)
         return self.norm(h)
 
-    def forward(self, x, masked, targets=None, visible=None):
-        """Predictions at masked positions only, in row-major order of ``masked`` (batch x genes, bool).
+    def forward(self, x, masked, targets=None, hide=None):
+        """Outputs at masked positions only, in row-major order of ``masked`` (batch x genes, bool).
 
-        rank mode: logits (n_masked x n_genes); expression mode: standardised values (n_masked).
-        With ``targets`` (same shape as ``x``) also returns the loss over masked positions only:
-        cross-entropy on gene ids, or MSE on standardised values.
+        ``hide`` defaults to ``masked`` (training passes BERT's replace share). With ``targets`` (same
+        shape as ``x``) also returns the task's loss over the masked positions.
         """
-        h = self.hidden(x, masked, visible)[masked]
-        out = self.head(h)
-        if self.cfg.mode == "expression":
-            out = out.squeeze(-1)
-        if targets is None:
-            return out, None
-        y = targets[masked]
-        if self.cfg.mode == "rank":
-            loss = F.cross_entropy(out.float(), y.long())
-        else:
-            loss = F.mse_loss(out.float(), y.float())
-        return out, loss
+        return self.loss(self.head(self.hidden(x, masked if hide is None else hide)[masked]), targets, masked)
 
     def embeddings(self, x, masked):
         """Per-profile embedding: mean of the last layer over positions (batch x d_model)."""
         return self.hidden(x, masked).mean(dim=1)
 
-    def standardize(self, values):
-        return (values - self.value_mean) / self.value_std
-
-    def unstandardize(self, values, gene_index):
-        return values * self.value_std[gene_index] + self.value_mean[gene_index]
-
-    def configure_optimizer(self, lr, weight_decay, betas=(0.9, 0.95)):
-        """AdamW; weight decay on matrices only (not on biases, norms, embeddings' mask vector)."""
-        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+    def gene_table(self):
+        """genes x d_model: the input embedding of each gene (its token, or its identity)."""
+        return self.encoder.gene_table()
 
     def flops_per_token(self):
         """Training FLOPs per token (forward + backward = 3 x forward), attention included."""
@@ -173,10 +146,66 @@ class L1kFormer(nn.Module):
         return 3 * c.n_layers * per_layer
 
 
+class DenseBlock(nn.Module):
+    def __init__(self, width, dropout):
+        super().__init__()
+        self.norm = nn.LayerNorm(width)
+        self.mlp = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, width))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return x + self.drop(self.mlp(self.norm(x)))
+
+
+class DenseNet(Trainable):
+    """The control without attention: a masked denoising MLP over the whole profile.
+
+    The task's dense input gives 2 x genes features per profile (expression: standardised values with
+    hidden genes at a learned per-gene fill value, plus the hidden indicator; rank: each gene's
+    visible rank position or a fill value, plus the visible indicator); residual MLP blocks of
+    ``dense_width`` map them to one hidden vector, and the task's dense head predicts every gene from
+    it (kept at the masked positions). Same loss, masks, optimiser and evaluation as the transformer.
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.task = get_task(cfg.mode)
+        self.encoder = self.task.dense_encoder(cfg)
+        self.input = nn.Linear(2 * cfg.n_genes, cfg.dense_width)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(DenseBlock(cfg.dense_width, cfg.dropout) for _ in range(cfg.dense_depth))
+        self.norm = nn.LayerNorm(cfg.dense_width)
+        self.head = self.task.dense_head(cfg)
+
+    def hidden(self, x, masked, hide):
+        feats, context = self.encoder(x, masked, hide)
+        h = self.drop(self.input(feats.to(self.input.weight.dtype)))
+        for block in self.blocks:
+            h = block(h)
+        return self.norm(h), context
+
+    def forward(self, x, masked, targets=None, hide=None):
+        """Outputs at masked positions only, in row-major order of ``masked``, and the task's loss."""
+        h, context = self.hidden(x, masked, masked if hide is None else hide)
+        return self.loss(self.head(h, context, masked), targets, masked)
+
+    def embeddings(self, x, masked):
+        """Per-profile embedding: the last hidden layer (batch x dense_width)."""
+        return self.hidden(x, masked, masked)[0]
+
+    def gene_table(self):
+        """genes x dense_width: the first layer's weights on each gene's value (or position)."""
+        return self.input.weight[:, : self.cfg.n_genes].T
+
+    def flops_per_token(self):
+        return 6 * sum(p.numel() for p in self.parameters()) / self.cfg.n_genes
+
+
+TRUNKS = {"transformer": L1kFormer, "dense": DenseNet}
+
+
 def build_model(model_config):
-    """Rebuild a model from the dict stored in a checkpoint (``asdict(ModelConfig)``)."""
-    return L1kFormer(ModelConfig(**model_config))
-
-
-def model_dict(model):
-    return asdict(model.cfg)
+    """Build a model from its config, or rebuild one from the dict in a model file."""
+    cfg = model_config if isinstance(model_config, ModelConfig) else ModelConfig(**model_config)
+    return TRUNKS[cfg.trunk](cfg)

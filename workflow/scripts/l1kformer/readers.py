@@ -1,66 +1,22 @@
 """Open an expression matrix in any supported format, detected from the content, not the name.
 
 Formats: GCTX (HDF5), GCT 1.2 / 1.3 text, CSV / TSV, parquet, AnnData ``.h5ad``. Every reader
-returns an object with ``sample_ids``, ``gene_ids`` (normalised strings), ``sample_meta`` and
-``gene_meta`` (DataFrames, one row per sample / gene), ``n_samples`` and ``read_rows(start, stop)``
-giving float32 values samples x genes in the file's own gene order. GCTX is read lazily in row
-blocks; the text formats are small in practice and are read whole.
+returns a :class:`l1kformer.matrix.Matrix`. GCTX is read lazily in row blocks; the text formats are
+small in practice and are read whole.
 """
 
 import csv
-import math
 
 import numpy as np
 import pandas as pd
 
 from l1kformer.errors import InputError
 from l1kformer.gctx import GctxMatrix
+from l1kformer.matrix import InMemoryMatrix, normalize_ids
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 PARQUET_SIGNATURE = b"PAR1"
 ORIENTATIONS = ("auto", "samples_x_genes", "genes_x_samples")
-
-
-def normalize_id(value):
-    """One id as a clean string: bytes decoded, 780.0 -> '780', surrounding blanks removed."""
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError:
-            value = value.decode("latin-1")  # as older CMap files are
-    if isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer():
-        return str(int(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    return str(value).strip()
-
-
-def normalize_ids(values):
-    return [normalize_id(v) for v in values]
-
-
-class InMemoryMatrix:
-    """A matrix read whole (text formats, parquet, h5ad)."""
-
-    def __init__(self, path, values, sample_ids, gene_ids, sample_meta=None, gene_meta=None):
-        self.path = path
-        self.values = values
-        self.sample_ids = np.array(normalize_ids(sample_ids), dtype=object)
-        self.gene_ids = np.array(normalize_ids(gene_ids), dtype=object)
-        self.sample_meta = (sample_meta if sample_meta is not None
-                            else pd.DataFrame(index=range(len(sample_ids)))).reset_index(drop=True)
-        self.gene_meta = (gene_meta if gene_meta is not None
-                          else pd.DataFrame(index=range(len(gene_ids)))).reset_index(drop=True)
-
-    @property
-    def n_samples(self):
-        return len(self.sample_ids)
-
-    def read_rows(self, start, stop):
-        return np.ascontiguousarray(self.values[start:stop], dtype=np.float32)
-
-    def close(self):
-        pass
 
 
 def detect_format(path):
@@ -214,10 +170,7 @@ def open_matrix(path, orientation="auto", is_gene_axis=None):
     except FileNotFoundError:
         raise InputError(path, "file does not exist") from None
     if fmt == "gctx":
-        m = GctxMatrix(path)
-        m.gene_ids = np.array(normalize_ids(m.gene_ids), dtype=object)
-        m.sample_ids = np.array(normalize_ids(m.sample_ids), dtype=object)
-        return m
+        return GctxMatrix(path)
     if fmt == "h5ad":
         return read_h5ad(path)
     if fmt == "gct":

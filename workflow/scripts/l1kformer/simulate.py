@@ -29,13 +29,14 @@ BLOCK_ROWS = 16384
 
 @dataclass
 class SimulationConfig:
-    n_genes: int = 978
-    n_cell_lines: int = 4
-    n_compounds: int = 40
-    n_plates: int = 8
-    wells_per_plate: int = 384
-    n_factors: int = 8
-    seed: int = 0
+    """Size of the simulated data set; the defaults live in config.yaml (``simulate:``)."""
+    n_genes: int
+    n_cell_lines: int
+    n_compounds: int
+    n_plates: int
+    wells_per_plate: int
+    n_factors: int
+    seed: int
 
 
 def make_truth(cfg):

@@ -1,25 +1,47 @@
-"""summary: every run and every baseline side by side, one row each."""
+"""summary: every run and every baseline side by side, one row each, and each run against the best
+baseline on its task's headline metrics."""
 
 import pandas as pd
 
-COLUMNS = ["name", "kind", "mode", "mse", "mae", "pearson", "profile_pearson", "profile_spearman",
-           "gene_pearson", "gene_spearman", "ce", "top1", "top5", "mean_rank_error", "c_ce", "c_top1",
-           "c_top5", "c_mean_rank_error", "assign_top1"]
+from l1kformer.tasks import TASKS
+
+BASE_COLUMNS = ["name", "kind", "mode"]
 
 
-def summary_table(run_metrics, baselines):
-    """``run_metrics``: {run: metrics.json}; ``baselines``: {mode: {method: metrics}}."""
+def summary_table(run_metrics, probes, baselines):
+    """``run_metrics``: {run: metrics.json}; ``probes``: {run: probe.json}; ``baselines``:
+    {mode: {method: metrics}}."""
     rows = []
     for run, m in sorted(run_metrics.items()):
         row = {"name": run, "kind": "model", "mode": m["mode"], **m["test"]}
-        for field, probe in sorted(m.get("probe", {}).items()):
+        for field, probe in sorted(probes.get(run, {}).items()):
             row[f"probe_{field}_embedding"] = probe["embedding"]["accuracy"]
             row[f"probe_{field}_expression"] = probe["expression"]["accuracy"]
         rows.append(row)
     for mode, methods in sorted(baselines.items()):
-        for name, m in methods.items():
+        for name, m in sorted(methods.items()):
             rows.append({"name": name, "kind": "baseline", "mode": mode, **m})
     table = pd.DataFrame(rows)
-    extra = sorted(c for c in table.columns if c not in COLUMNS)
-    cols = [c for c in COLUMNS if c in table.columns] + [c for c in extra if c != "by_position"]
-    return table[cols]
+    known = BASE_COLUMNS + [c for _, task in sorted(TASKS.items()) for c in task.summary_columns]
+    extra = sorted(c for c in table.columns if c not in known and c != "by_position")
+    return table[[c for c in known if c in table.columns] + extra]
+
+
+def versus_baselines(run_metrics, baselines):
+    """{run: {metric: (best baseline, its value, run / baseline)}} on each task's headline metrics;
+    the oracle is a bound, not a baseline, and is left out."""
+    out = {}
+    for run, m in sorted(run_metrics.items()):
+        real = {k: v for k, v in baselines.get(m["mode"], {}).items() if k != "oracle"}
+        out[run] = {}
+        for metric, best in TASKS[m["mode"]].headline.items():
+            scored = {k: v[metric] for k, v in real.items() if v.get(metric) is not None}
+            if scored:
+                name = (min if best == "min" else max)(scored, key=scored.get)
+                out[run][metric] = (name, scored[name], m["test"][metric] / max(scored[name], 1e-12))
+    return out
+
+
+def comparison_panels(modes):
+    """(mode, headline metric, min or max) for the comparison figure, one per mode present."""
+    return [(mode, *next(iter(TASKS[mode].headline.items()))) for mode in sorted(modes) if mode in TASKS]

@@ -1,0 +1,382 @@
+"""What a model learns: one task object per mode, chosen once from the run's ``mode``.
+
+A task owns everything that differs between modes; the trunk (model.py), the training loop
+(train.py) and the evaluation code call it and never compare mode strings:
+- the data set it reads (``ranks`` in ranks.h5 or ``expression`` in expression.h5);
+- the input encoder (tokens -> batch x genes x d_model) and the head (hidden states at masked
+  positions -> outputs), built by the model in its ``__init__``, and their counterparts for the
+  dense (non-attention) control model;
+- ``to_inputs`` (loader values -> model input, which is also the target at masked positions),
+  ``corrupt`` (BERT's replace / random / keep split of the masked positions), ``mask_inputs`` (the
+  static mask of evaluation), the loss;
+- the validation metrics and the evaluation of the static test mask;
+- its figures (plot name -> function of plots.py) and its summary columns and headline metrics.
+
+A new mode is a new Task subclass registered here (``register``), plus its figures.
+"""
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from l1kformer.metrics import by_position, expression_metrics, score_profile, summarize_rank
+
+TASKS = {}
+
+
+def register(task):
+    """Make ``task`` available as ``mode: task.name`` (tests register their own)."""
+    TASKS[task.name] = task
+    return task
+
+
+def get_task(name):
+    if name not in TASKS:
+        raise ValueError(f"mode must be one of {sorted(TASKS)}, not {name!r}")
+    return TASKS[name]
+
+
+class Task:
+    name = ""
+    dataset = ""
+    figures = {}  # plot name -> function in plots.py taking (context, path)
+    summary_columns = ()
+    headline = {}  # metric -> "min" or "max": how the summary compares a run with the baselines
+
+    def encoder(self, cfg):
+        raise NotImplementedError
+
+    def head(self, cfg):
+        raise NotImplementedError
+
+    def prepare(self, model, train_stats):
+        """Store what the model needs from the training profiles (``train_stats()`` gives mean, sd)."""
+
+    def to_inputs(self, model, values, device):
+        raise NotImplementedError
+
+    def corrupt(self, x, masked, cfg, n_genes, generator):
+        """(inputs, hide) for training: ``hide`` marks the positions whose input the encoder replaces
+        by its [MASK] vector (``None``: the inputs carry the masking themselves)."""
+        raise NotImplementedError
+
+    def mask_inputs(self, model, x, masked):
+        """Inputs with the static mask applied (evaluation)."""
+        return x
+
+    def loss(self, out, target):
+        raise NotImplementedError
+
+    def val_metrics(self, model, batches):
+        raise NotImplementedError
+
+    def evaluate(self, model, batches):
+        raise NotImplementedError
+
+    def dense_encoder(self, cfg):
+        """The dense trunk's input: (features, context) from (inputs, masked, hide)."""
+        raise NotImplementedError
+
+    def dense_head(self, cfg):
+        """The dense trunk's output: outputs at the masked positions from (hidden, context, masked)."""
+        raise NotImplementedError
+
+
+def bert_split(masked, cfg, generator):
+    """Of the masked positions: (replace by [MASK], replace by a random token); the rest keep theirs."""
+    u = torch.rand(masked.shape, generator=generator, device=masked.device)
+    replace = masked & (u < cfg.mask_replace)
+    randomise = masked & (u >= cfg.mask_replace) & (u < cfg.mask_replace + cfg.mask_random)
+    return replace, randomise
+
+
+# --- rank mode: which gene sits at each masked rank position ----------------------------------------
+
+class RankEncoder(nn.Module):
+    """Gene id (or [MASK] = n_genes) at each rank position, plus a learned position embedding."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.token_emb = nn.Embedding(cfg.n_genes + 1, cfg.d_model)
+        self.pos_emb = nn.Embedding(cfg.n_genes, cfg.d_model)
+        self.mask_id = cfg.n_genes
+
+    def forward(self, x, hide):
+        pos = torch.arange(x.shape[1], device=x.device)
+        return self.token_emb(x) + self.pos_emb(pos)
+
+    def gene_table(self):
+        return self.token_emb.weight[: self.mask_id]
+
+
+class DenseRankInput(nn.Module):
+    """The dense model's view of a ranking: each gene's visible rank position (scaled to [0, 1]), or a
+    learned per-gene fill value when the gene is missing, and the visible indicator (2 x genes)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.mask_id = cfg.n_genes
+        self.fill = nn.Parameter(torch.full((cfg.n_genes,), 0.5))
+
+    def forward(self, x, masked, hide):
+        b, t = x.shape
+        idx = torch.where(masked, self.mask_id, x)  # only visible positions show their true gene
+        pos = (torch.arange(t, device=x.device, dtype=torch.float32) / max(1, t - 1)).expand(b, t)
+        gene_pos = torch.zeros(b, self.mask_id + 1, device=x.device).scatter(1, idx, pos)[:, :-1]
+        visible = torch.zeros(b, self.mask_id + 1, dtype=torch.bool, device=x.device).scatter(
+            1, idx, torch.ones_like(masked))[:, :-1]
+        feats = torch.cat([torch.where(visible, gene_pos, self.fill), visible.float()], dim=1)
+        return feats, (gene_pos, visible)
+
+
+class DensePositionHead(nn.Module):
+    """Predicts each gene's rank position; the logit of gene g at masked position p is
+    -(predicted_g - p)^2 x scale (a Gaussian around the prediction, learned width) for missing genes,
+    and very low for visible genes, whose positions are known."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.proj = nn.Linear(cfg.dense_width, cfg.n_genes)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.constant_(self.proj.bias, 0.5)
+        self.log_scale = nn.Parameter(torch.tensor(float(np.log(cfg.n_genes))))
+
+    def forward(self, h, context, masked):
+        _, visible = context
+        pred = self.proj(h).float()
+        rows, pos = masked.nonzero(as_tuple=True)
+        target = pos.float() / max(1, masked.shape[1] - 1)
+        logits = -((pred[rows] - target[:, None]) ** 2) * self.log_scale.float().exp()
+        return logits.masked_fill(visible[rows], -1e4)
+
+
+class RankTask(Task):
+    name = "rank"
+    dataset = "ranks"
+    figures = {"training_curves": "rank_training_curves", "genes": "gene_hexbin",
+               "by_position": "rank_error_by_position", "heatmap": "position_heatmap",
+               "baselines": "rank_vs_baselines"}
+    summary_columns = ("ce", "top1", "top5", "mean_rank_error", "c_ce", "c_top1", "c_top5",
+                       "c_mean_rank_error", "assign_top1")
+    headline = {"c_top1": "max", "c_mean_rank_error": "min"}
+
+    def encoder(self, cfg):
+        return RankEncoder(cfg)
+
+    def head(self, cfg):
+        return nn.Linear(cfg.d_model, cfg.n_genes)
+
+    def dense_encoder(self, cfg):
+        return DenseRankInput(cfg)
+
+    def dense_head(self, cfg):
+        return DensePositionHead(cfg)
+
+    def to_inputs(self, model, values, device):
+        return torch.from_numpy(values.astype(np.int64)).to(device, non_blocking=True)
+
+    def corrupt(self, x, masked, cfg, n_genes, generator):
+        replace, randomise = bert_split(masked, cfg, generator)
+        noise = torch.randint(0, n_genes, x.shape, generator=generator, device=x.device)
+        x = torch.where(randomise, noise, x)
+        return x.masked_fill(replace, n_genes), None
+
+    def mask_inputs(self, model, x, masked):
+        return x.masked_fill(masked, model.encoder.mask_id)
+
+    def loss(self, out, target):
+        return F.cross_entropy(out.float(), target.long())
+
+    def val_metrics(self, model, batches):
+        """Cross-entropy, top-1 and mean rank error (genes scored above the true one, ties half)."""
+        n = loss = top1 = rank_error = 0.0
+        for _, _, out, target in batches:
+            n += len(target)
+            loss += float(F.cross_entropy(out, target, reduction="sum"))
+            true_logit = out.gather(1, target.view(-1, 1))
+            top1 += float((out.argmax(1) == target).sum())
+            rank_error += float((out > true_logit).sum() + 0.5 * ((out == true_logit).sum() - len(target)))
+        n = max(1, n)
+        return {"val_loss": loss / n, "val_top1": top1 / n, "val_mean_rank_error": rank_error / n}
+
+    def evaluate(self, model, batches):
+        """Metrics (as the baselines') and one prediction row per masked position."""
+        parts, records = [], []
+        for values, pos, out in batches:
+            logits = out.view(len(pos), pos.shape[1], -1).cpu().numpy()
+            for seq, p, lg in zip(values, pos, logits):
+                true = seq[p].astype(np.int64)
+                res = score_profile(lg, true)
+                parts.append(res)
+                records.append(_rank_records(len(records), p, true, res))
+        metrics = summarize_rank(parts)
+        pred = pd.concat(records, ignore_index=True)
+        metrics["by_position"] = _rank_by_position(pred, model.cfg.n_genes)
+        return metrics, pred
+
+
+def _rank_records(profile, positions, true, res):
+    assigned_position = dict(zip(res["assign_gene"], positions))  # where the assignment put each gene
+    return pd.DataFrame({
+        "profile": profile, "position": positions, "true_gene": true, "pred_gene": res["pred_gene"],
+        "c_pred_gene": res["c_pred_gene"], "assign_gene": res["assign_gene"],
+        "assigned_position": [assigned_position[g] for g in true],
+        "rank_error": res["rank_error"], "c_rank_error": res["c_rank_error"]})
+
+
+def _rank_by_position(pred, n_genes):
+    out = {}
+    for name, values in (("top1", pred["pred_gene"] == pred["true_gene"]),
+                         ("c_top1", pred["c_pred_gene"] == pred["true_gene"]),
+                         ("mean_rank_error", pred["rank_error"]), ("c_mean_rank_error", pred["c_rank_error"])):
+        out["bin_start"], out[name] = by_position(pred["position"], values.astype(float), n_genes)
+    return out
+
+
+# --- expression mode: the masked values themselves ------------------------------------------------
+
+class Standardized(nn.Module):
+    """The train split's per-gene mean and sd as buffers, so predictions come back in original units."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.register_buffer("value_mean", torch.zeros(cfg.n_genes))
+        self.register_buffer("value_std", torch.ones(cfg.n_genes))
+
+    def standardize(self, values):
+        return (values - self.value_mean) / self.value_std
+
+    def unstandardize(self, values, gene_index):
+        return values * self.value_std[gene_index] + self.value_mean[gene_index]
+
+
+class ExpressionEncoder(Standardized):
+    """Linear embedding of each gene's standardised value plus a gene-identity embedding; hidden
+    genes get a learned [MASK] vector instead of a value embedding (no sentinel value: after
+    standardisation every number is a real value)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.value_emb = nn.Linear(1, cfg.d_model)
+        self.gene_emb = nn.Embedding(cfg.n_genes, cfg.d_model)
+        self.mask_emb = nn.Parameter(torch.zeros(cfg.d_model))
+
+    def forward(self, x, hide):
+        values = self.value_emb(x.unsqueeze(-1).to(self.value_emb.weight.dtype))
+        values = torch.where(hide.unsqueeze(-1), self.mask_emb.to(values.dtype), values)
+        return values + self.gene_emb.weight
+
+    def gene_table(self):
+        return self.gene_emb.weight
+
+
+class DenseExpressionInput(Standardized):
+    """The dense model's view of a profile: standardised values with hidden genes set to a learned
+    per-gene fill value, and the hidden indicator (2 x genes)."""
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        self.fill = nn.Parameter(torch.zeros(cfg.n_genes))
+
+    def forward(self, x, masked, hide):
+        return torch.cat([torch.where(hide, self.fill.to(x.dtype), x), hide.to(x.dtype)], dim=1), None
+
+
+class DenseValueHead(nn.Module):
+    """Every gene's standardised value from the last hidden layer; kept at the masked genes."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.proj = nn.Linear(cfg.dense_width, cfg.n_genes)
+
+    def forward(self, h, context, masked):
+        return self.proj(h)[masked]
+
+
+class ValueHead(nn.Module):
+    """One standardised value per masked position."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.proj = nn.Linear(cfg.d_model, 1)
+
+    def forward(self, h):
+        return self.proj(h).squeeze(-1)
+
+
+class ExpressionTask(Task):
+    name = "expression"
+    dataset = "expression"
+    figures = {"training_curves": "expression_training_curves", "scatter": "expression_scatter",
+               "worst_genes": "worst_genes", "error_vs_level": "error_vs_level",
+               "baselines": "expression_vs_baselines"}
+    summary_columns = ("mse", "mae", "pearson", "profile_pearson", "profile_spearman", "gene_pearson",
+                       "gene_spearman")
+    headline = {"mse": "min"}
+
+    def encoder(self, cfg):
+        return ExpressionEncoder(cfg)
+
+    def head(self, cfg):
+        return ValueHead(cfg)
+
+    def dense_encoder(self, cfg):
+        return DenseExpressionInput(cfg)
+
+    def dense_head(self, cfg):
+        return DenseValueHead(cfg)
+
+    def prepare(self, model, train_stats):
+        mean, std = train_stats()
+        model.encoder.value_mean.copy_(torch.from_numpy(mean).float())
+        model.encoder.value_std.copy_(torch.from_numpy(np.maximum(std, 1e-6)).float())
+
+    def to_inputs(self, model, values, device):
+        return model.encoder.standardize(torch.from_numpy(values).to(device, non_blocking=True).float())
+
+    def corrupt(self, x, masked, cfg, n_genes, generator):
+        replace, randomise = bert_split(masked, cfg, generator)
+        noise = torch.randn(x.shape, generator=generator, device=x.device)
+        return torch.where(randomise, noise, x), replace
+
+    def loss(self, out, target):
+        return F.mse_loss(out.float(), target.float())
+
+    def val_metrics(self, model, batches):
+        """MSE of standardised values (the loss), and MSE and Pearson r in original units."""
+        n = loss = sq_err = 0.0
+        preds, trues = [], []
+        for _, pos, out, target in batches:
+            n += len(target)
+            loss += float(((out - target) ** 2).sum())
+            gene = torch.from_numpy(pos.reshape(-1)).to(out.device)
+            p, t = model.encoder.unstandardize(out, gene), model.encoder.unstandardize(target, gene)
+            sq_err += float(((p - t) ** 2).sum())
+            preds.append(p.cpu().numpy())
+            trues.append(t.cpu().numpy())
+        n = max(1, n)
+        p, t = np.concatenate(preds), np.concatenate(trues)
+        return {"val_loss": loss / n, "val_mse": sq_err / n, "val_pearson": float(np.corrcoef(p, t)[0, 1])}
+
+    def evaluate(self, model, batches):
+        """Metrics in original units and one prediction row per masked entry."""
+        preds, trues, profile, gene = [], [], [], []
+        offset = 0
+        for values, pos, out in batches:
+            gene_index = torch.from_numpy(pos.reshape(-1)).to(out.device)
+            preds.append(model.encoder.unstandardize(out, gene_index).cpu().numpy())
+            trues.append(np.take_along_axis(values, pos, axis=1).ravel())
+            profile.append(np.repeat(np.arange(offset, offset + len(pos)), pos.shape[1]))
+            gene.append(pos.ravel())
+            offset += len(pos)
+        pred = pd.DataFrame({"profile": np.concatenate(profile), "gene": np.concatenate(gene),
+                             "true": np.concatenate(trues), "pred": np.concatenate(preds)})
+        metrics = expression_metrics(pred["pred"].to_numpy(), pred["true"].to_numpy(),
+                                     pred["profile"].to_numpy(), pred["gene"].to_numpy())
+        return metrics, pred
+
+
+register(RankTask())
+register(ExpressionTask())

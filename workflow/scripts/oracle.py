@@ -1,0 +1,9 @@
+from l1kformer.fileio import write_json
+from l1kformer.mask import read_mask
+from l1kformer.oracle import oracle_baseline
+from l1kformer.step import step
+
+with step(snakemake.log[0]) as log:
+    results = oracle_baseline(snakemake.input.expression, snakemake.input.samples, snakemake.input.truth,
+                              read_mask(snakemake.input.mask)["test"], log=log)
+    write_json(snakemake.output.metrics, {"baselines": results})
