@@ -24,7 +24,8 @@ from l1kformer.train import random_mask, split_settings  # noqa: E402
 from bench_config import defaults  # noqa: E402
 
 DENSE_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
-DIMS = dict(mode="rank", n_genes=978, trunk="transformer", d_model=128, n_layers=4, n_heads=2, d_ff=256,
+DIMS = dict(mode="rank", n_genes=978, trunk="transformer", value_encoder="linear", d_model=128, n_layers=4,
+            n_heads=2, d_ff=256,
             dense_width=1024, dense_depth=2, dropout=0.0)
 
 

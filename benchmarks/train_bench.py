@@ -27,7 +27,8 @@ from l1kformer.model import L1kFormer, ModelConfig  # noqa: E402
 
 
 def make_ours(a):
-    cfg = ModelConfig(mode="rank", n_genes=978, trunk="transformer", dense_width=1, dense_depth=1,
+    cfg = ModelConfig(mode="rank", n_genes=978, trunk="transformer", value_encoder="linear", dense_width=1,
+                      dense_depth=1,
                       d_model=a.d_model, n_layers=a.n_layers, n_heads=a.n_heads,
                       d_ff=a.d_ff, dropout=a.dropout_rate)
     model = L1kFormer(cfg)

@@ -21,6 +21,8 @@ def _check_config(config, schema_path):
         sys.exit(1)
 
 
+# a run set to null (in a --configfile merged over config.yaml) is dropped
+config["runs"] = {name: run for name, run in (config.get("runs") or {}).items() if run is not None}
 _check_config(config, workflow.source_path("../workflow/schemas/config.schema.yaml"))
 validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
 
@@ -30,7 +32,7 @@ from l1kformer.errors import InputError  # noqa: E402
 from l1kformer.sweeps import expand_sweeps  # noqa: E402
 
 try:
-    config["runs"] = expand_sweeps(config.get("runs", {}), config.get("sweeps", {}))
+    config["runs"] = expand_sweeps(config["runs"], config.get("sweeps", {}))
 except InputError as exc:
     print(f"l1kformer error: config key {exc}", file=sys.stderr)
     sys.exit(1)
@@ -117,6 +119,13 @@ def rank_inputs(wildcards):
 def run_settings(run):
     """One run's settings: the train defaults updated with the run's own, keys sorted."""
     return sorted_dict({**config["train"], **config["runs"][run]})
+
+
+def run_gpus(run):
+    """GPUs a run's jobs hold: none with ``device: cpu``, so CPU-only runs are not serialised by the
+    GPU slot of the default profile."""
+    settings = run_settings(run)
+    return 0 if settings["device"] == "cpu" else settings["gpus"]
 
 
 def run_mode(run):

@@ -77,7 +77,7 @@ rule embed:
         device=lambda wildcards: run_settings(wildcards.run)["device"],
     threads: 8
     resources:
-        gpu=1,
+        gpu=lambda wildcards: min(1, run_gpus(wildcards.run)),
     log:
         "results/logs/embed_{run}.log",
     benchmark:
@@ -101,7 +101,7 @@ rule evaluate:
         device=lambda wildcards: run_settings(wildcards.run)["device"],
     threads: 8
     resources:
-        gpu=1,
+        gpu=lambda wildcards: min(1, run_gpus(wildcards.run)),
     log:
         "results/logs/evaluate_{run}.log",
     benchmark:

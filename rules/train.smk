@@ -13,7 +13,7 @@ rule train:
         run="[A-Za-z0-9_.-]+",
     threads: 8
     resources:
-        gpu=lambda wildcards: run_settings(wildcards.run)["gpus"],
+        gpu=lambda wildcards: run_gpus(wildcards.run),
     log:
         "results/logs/train_{run}.log",
     benchmark:

@@ -28,7 +28,8 @@ def test_dense_trunk_learns(tiny_data, tmp_path, mode):  # noqa: F811
 def test_dense_outputs_ignore_hidden_inputs(mode):
     """What sits at a masked position must not reach the prediction (no leak through the MLP)."""
     torch.manual_seed(0)
-    cfg = dict(mode=mode, n_genes=8, trunk="dense", d_model=8, n_layers=1, n_heads=1, d_ff=8, dense_width=16,
+    cfg = dict(mode=mode, n_genes=8, trunk="dense", value_encoder="linear", d_model=8, n_layers=1, n_heads=1, d_ff=8,
+               dense_width=16,
                dense_depth=1, dropout=0.0)
     model = build_model(cfg).eval()
     masked = torch.zeros(2, 8, dtype=torch.bool)
@@ -58,9 +59,9 @@ def test_dense_runs_through_the_pipeline(workflow):
     ref = json.loads((results / "runs/rank_small/metrics.json").read_text())
     dense = json.loads((results / "runs/rank_dense/metrics.json").read_text())
     assert set(dense["test"]) == set(ref["test"]) and dense["model_config"]["trunk"] == "dense"
-    for run in ("rank_dense", "expr_dense"):
-        emb = pd.read_parquet(results / f"runs/{run}/embeddings_test.parquet")
-        genes = pd.read_parquet(results / f"runs/{run}/gene_embeddings.parquet")
+    for name in ("rank_dense", "expr_dense"):
+        emb = pd.read_parquet(results / f"runs/{name}/embeddings_test.parquet")
+        genes = pd.read_parquet(results / f"runs/{name}/gene_embeddings.parquet")
         assert emb.shape[1] == 1 + 256 and len(genes) == 978  # sample id + dense_width columns
     summary = pd.read_csv(results / "summary.tsv", sep="\t").set_index("name")
     assert {"rank_dense", "expr_dense", "gaussian_positions"} <= set(summary.index)

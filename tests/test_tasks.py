@@ -74,5 +74,6 @@ def test_an_unknown_mode_is_refused():
     from l1kformer.model import ModelConfig
 
     with pytest.raises(ValueError, match="mode must be one of"):
-        ModelConfig(mode="sign", n_genes=16, trunk="transformer", d_model=16, n_layers=1, n_heads=2, d_ff=32,
+        ModelConfig(mode="sign", n_genes=16, trunk="transformer", value_encoder="linear", d_model=16, n_layers=1,
+                    n_heads=2, d_ff=32,
                     dense_width=16, dense_depth=1, dropout=0.0)

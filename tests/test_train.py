@@ -48,7 +48,8 @@ def train_config(**extra):
 
 
 def model_config(mode, **extra):
-    return ModelConfig(**{"mode": mode, "n_genes": N_GENES, "trunk": "transformer", "d_model": 16, "n_layers": 1,
+    return ModelConfig(**{"mode": mode, "n_genes": N_GENES, "trunk": "transformer", "value_encoder": "linear",
+                          "d_model": 16, "n_layers": 1,
                           "n_heads": 2, "d_ff": 32, "dense_width": 32, "dense_depth": 1, "dropout": 0.0, **extra})
 
 
@@ -175,3 +176,11 @@ def test_model_file_rebuilds_without_config(tiny_data, tmp_path):
     model.load_state_dict(ckpt["state_dict"])
     model.eval(), rebuilt.eval()
     assert torch.equal(model(x, masked)[0], rebuilt(x, masked)[0])
+
+
+@pytest.mark.parametrize("encoder", ["mlp", "soft_bins", "gene_linear"])
+def test_value_encoders_learn(tiny_data, tmp_path, encoder):
+    torch.set_num_threads(1)
+    _, state = run(tiny_data, "expression", tmp_path, extra={"epochs": 6, "value_encoder": encoder})
+    h = state["history"]
+    assert h[-1]["val_loss"] < 0.95 * h[0]["val_loss"] and h[-1]["val_pearson"] > 0.5, h

@@ -89,7 +89,7 @@ def test_every_rule_names_an_existing_env_and_a_log():
 
 
 CONDA_ONLY = {"python", "cuda-version"}
-OUTSIDE_JOBS = {"snakemake", "snakemake-executor-plugin-slurm", "pytest", "transformers"}  # not in job envs
+OUTSIDE_JOBS = {"snakemake", "snakemake-executor-plugin-slurm", "pygments", "pytest", "transformers"}  # not in jobs
 
 
 def test_env_files_pin_what_pyproject_pins():

@@ -5,10 +5,10 @@ from l1kformer.embed import embedding_frame, gene_embeddings, probes, profile_em
 from l1kformer.fileio import atomic_path, write_json
 from l1kformer.inference import load_model, pick_device
 from l1kformer.mask import read_mask
-from l1kformer.step import step
+from l1kformer.step import job_threads, step
 
 with step(snakemake.log[0]) as log:
-    torch.set_num_threads(snakemake.threads)
+    torch.set_num_threads(job_threads(snakemake.threads))
     device = pick_device(snakemake.params.device, log)
     model, _ = load_model(snakemake.input.model, device)
     meta = pd.read_parquet(snakemake.input.samples)

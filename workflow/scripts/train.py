@@ -4,7 +4,7 @@ import h5py
 import torch
 
 from l1kformer.distributed import launch
-from l1kformer.step import step
+from l1kformer.step import job_threads, step
 from l1kformer.tasks import get_task
 from l1kformer.train import run_training
 
@@ -19,7 +19,8 @@ with step(snakemake.log[0]) as log:
                history_path=snakemake.output.history, checkpoint_path=os.path.join(outdir, "checkpoint.pt"),
                sources=list(snakemake.input.package))
     if settings["gpus"] == 1:
-        torch.set_num_threads(snakemake.threads)
+        torch.set_num_threads(job_threads(snakemake.threads))
         run_training(log=log, **job)
     else:  # DistributedDataParallel: torchrun starts one process per GPU (gloo processes on a CPU)
-        launch(job, settings["gpus"], snakemake.threads, snakemake.log[0], os.path.join(outdir, "ddp_job.json"), log)
+        launch(job, settings["gpus"], job_threads(snakemake.threads), snakemake.log[0],
+               os.path.join(outdir, "ddp_job.json"), log)

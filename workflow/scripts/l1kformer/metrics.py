@@ -83,6 +83,9 @@ def by_position(positions, values, n_genes, n_bins=20):
 
 
 def pearson(a, b):
+    """Pearson r; NaN where either side is constant (a correlation is undefined there)."""
+    if np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
     a, b = a - a.mean(), b - b.mean()
     denom = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / denom) if denom > 0 else float("nan")

@@ -8,7 +8,8 @@ its input encoder and its head:
 - expression mode: genes in fixed order, a value embedding plus a gene embedding per token, a learned
   [MASK] vector for hidden values; the head regresses one value per masked position.
 The head runs at masked positions only. ``DenseNet`` below is the control without attention (the
-``dense`` trunk), with the same task objects, loss and training. Dropout acts on the embeddings and the residual branches,
+``dense`` trunk), with the same task objects, loss and training.
+Dropout acts on the embeddings and the residual branches,
 never on attention probabilities: that keeps the fused attention kernels (flash / memory-efficient,
 on GPU and CPU) in use during training, where attention dropout would force the unfused path that
 materialises 978 x 978 scores. Pure torch, no I/O.
@@ -27,10 +28,12 @@ from l1kformer.tasks import get_task
 @dataclass
 class ModelConfig:
     """The model's settings; their defaults live in config.yaml (``train:``). ``trunk`` chooses the
-    transformer (d_model, n_layers, n_heads, d_ff) or the dense control (dense_width, dense_depth)."""
+    transformer (d_model, n_layers, n_heads, d_ff) or the dense control (dense_width, dense_depth);
+    ``value_encoder`` how expression mode embeds a value (tasks.py)."""
     mode: str
     n_genes: int
     trunk: str
+    value_encoder: str
     d_model: int
     n_layers: int
     n_heads: int

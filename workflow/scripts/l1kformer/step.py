@@ -1,6 +1,7 @@
 """Running one pipeline step from a script: a log file, one-line errors, a non-zero exit."""
 
 import contextlib
+import os
 import sys
 import time
 import traceback
@@ -36,3 +37,9 @@ def step(log_path):
             raise
         finally:
             sys.stderr = terminal
+
+
+def job_threads(allotted):
+    """Threads for a job: what Snakemake allotted, never more than the cores this process may use
+    (``--cores 8`` on a 2-core machine gives jobs 8 threads otherwise)."""
+    return max(1, min(int(allotted), len(os.sched_getaffinity(0))))

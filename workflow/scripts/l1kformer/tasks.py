@@ -252,19 +252,59 @@ class Standardized(nn.Module):
         return values * self.value_std[gene_index] + self.value_mean[gene_index]
 
 
+class SoftBins(nn.Module):
+    """A value as a soft one-hot over fixed bins of the standardised scale (Gaussian kernels of one bin
+    width), times a table of bin embeddings: a learned, smooth, nonlinear value embedding."""
+
+    def __init__(self, d_model, n_bins=16, lo=-3.0, hi=3.0):
+        super().__init__()
+        self.register_buffer("centres", torch.linspace(lo, hi, n_bins))
+        self.width = (hi - lo) / (n_bins - 1)
+        self.table = nn.Linear(n_bins, d_model, bias=False)
+
+    def forward(self, v):
+        weights = torch.softmax(-0.5 * ((v - self.centres) / self.width) ** 2, dim=-1)
+        return self.table(weights.to(self.table.weight.dtype))
+
+
+class GeneLinear(nn.Module):
+    """value x (a shared direction + a per-gene direction): the value-gene interaction."""
+
+    def __init__(self, n_genes, d_model):
+        super().__init__()
+        self.shared = nn.Linear(1, d_model)
+        self.per_gene = nn.Embedding(n_genes, d_model)
+
+    def forward(self, v):
+        return self.shared(v) + v * self.per_gene.weight
+
+
+def value_encoder(cfg):
+    """``value_encoder``: linear (Linear(1, d)), mlp (scGPT's continuous encoder), soft_bins,
+    gene_linear (value x per-gene direction)."""
+    d = cfg.d_model
+    if cfg.value_encoder == "mlp":
+        return nn.Sequential(nn.Linear(1, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d))
+    if cfg.value_encoder == "soft_bins":
+        return SoftBins(d)
+    if cfg.value_encoder == "gene_linear":
+        return GeneLinear(cfg.n_genes, d)
+    return nn.Linear(1, d)
+
+
 class ExpressionEncoder(Standardized):
-    """Linear embedding of each gene's standardised value plus a gene-identity embedding; hidden
-    genes get a learned [MASK] vector instead of a value embedding (no sentinel value: after
-    standardisation every number is a real value)."""
+    """An embedding of each gene's standardised value (``value_encoder``) plus a gene-identity
+    embedding; hidden genes get a learned [MASK] vector instead of a value embedding (no sentinel
+    value: after standardisation every number is a real value)."""
 
     def __init__(self, cfg):
         super().__init__(cfg)
-        self.value_emb = nn.Linear(1, cfg.d_model)
+        self.value_emb = value_encoder(cfg)
         self.gene_emb = nn.Embedding(cfg.n_genes, cfg.d_model)
         self.mask_emb = nn.Parameter(torch.zeros(cfg.d_model))
 
     def forward(self, x, hide):
-        values = self.value_emb(x.unsqueeze(-1).to(self.value_emb.weight.dtype))
+        values = self.value_emb(x.unsqueeze(-1).to(self.mask_emb.dtype))
         values = torch.where(hide.unsqueeze(-1), self.mask_emb.to(values.dtype), values)
         return values + self.gene_emb.weight
 

@@ -13,13 +13,11 @@ import json
 import math
 import os
 import resource
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from l1kformer.fileio import atomic_path
 from l1kformer.inference import autocast_for, masked_outputs, pick_device
@@ -164,7 +162,7 @@ def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=
     log(f"{job.model_cfg.mode} model, {n_params:,} parameters, {len(split['train'])} train / "
         f"{len(job.val_rows)} val profiles, {job.steps_per_epoch} steps per epoch, device {job.device}")
     while state["epoch"] < job.cfg.epochs and state["bad_epochs"] < job.cfg.patience:
-        row = _train_epoch(job, state, progress)
+        row = _train_epoch(job, state, progress, log)
         _end_epoch(job, state, row, checkpoint_path, job_id, log)
         if on_epoch_end is not None:
             on_epoch_end(state["epoch"])
@@ -189,7 +187,20 @@ def _resume(job, checkpoint_path, job_id, log):
     return state
 
 
-def _train_epoch(job, state, progress):
+def _progress(batches, total, desc, log, every_s=30.0):
+    """Yield ``batches``; log a plain line at each quarter of the epoch and at least every ``every_s``
+    seconds (a log file gets lines, never carriage-return bars)."""
+    t0 = last = time.time()
+    marks = {max(1, round(total * q)) for q in (0.25, 0.5, 0.75)}
+    for done, batch in enumerate(batches, 1):
+        yield batch
+        now = time.time()
+        if done < total and (done in marks or now - last >= every_s):
+            log(f"{desc}: {done}/{total} steps ({100 * done / total:.0f}%), {done / (now - t0):.2f} steps/s")
+            last = now
+
+
+def _train_epoch(job, state, progress, log):
     """One pass over the (capped) training batches with fresh masks; the epoch's history row."""
     cfg, epoch, device = job.cfg, state["epoch"], job.device
     job.model.train()
@@ -199,9 +210,9 @@ def _train_epoch(job, state, progress):
         torch.cuda.reset_peak_memory_stats(device)
     t0, seen, loss_sum, lr, ratio = time.time(), 0, 0.0, cfg.lr, cfg.mask_start
     batches = itertools.islice(job.train_loader.epoch(cfg.seed, epoch), job.steps_per_epoch)
-    bar = tqdm(batches, total=job.steps_per_epoch, file=sys.stderr, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-               mininterval=10, disable=not progress)
-    for _, values in bar:
+    if progress:
+        batches = _progress(batches, job.steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", log)
+    for _, values in batches:
         lr = lr_at(state["step"], job.total_steps, cfg)
         for group in job.optimizer.param_groups:
             group["lr"] = lr
