@@ -41,6 +41,26 @@ if not config["runs"]:
     print("l1kformer error: config key runs: no runs and no sweeps: nothing to train", file=sys.stderr)
     sys.exit(1)
 
+
+def _config_problems(config):
+    """Checks that need the config alone, beyond the schema: (key, problem) pairs."""
+    fractions = sum(config["split"][s] for s in ("train", "val", "test"))
+    if abs(fractions - 1) > 1e-9:
+        yield "split", f"train + val + test must be 1, got {fractions:g}"
+    if config["split"]["val"] <= 0:
+        yield "split.val", "must be positive: the val set chooses the best epoch and the baselines' shrinkage"
+    for run, settings in sorted(config["runs"].items()):
+        s = {**config["train"], **settings}
+        if s["d_model"] % s["n_heads"]:
+            yield f"runs.{run}", f"d_model {s['d_model']} is not divisible by n_heads {s['n_heads']}"
+        if s["mask_replace"] + s["mask_random"] > 1:
+            yield f"runs.{run}", f"mask_replace + mask_random = {s['mask_replace'] + s['mask_random']:g} exceeds 1"
+
+
+for _key, _problem in _config_problems(config):
+    print(f"l1kformer error: config key {_key}: {_problem}", file=sys.stderr)
+    sys.exit(1)
+
 SIMULATED_GCTX = "resources/simulated/l1000_sim.gctx"
 SIMULATED_TRUTH = "resources/simulated/l1000_sim_truth.h5"
 

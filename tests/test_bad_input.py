@@ -113,11 +113,16 @@ def test_bad_input_fails_cleanly(workflow, tmp_path, case):
 CONFIG_CASES = [
     ("ratio: 0.15", "ration: 0.15", "config key mask", "'ration' was unexpected"),
     ("ratio: 0.15", "ratio: 1e-3", "config key mask.ratio", "'1e-3' is not of type 'number'"),
+    ("  n_heads: 2", "  n_heads: 3", "config key runs.expr_small", "d_model 64 is not divisible by n_heads 3"),
+    ("mask_random: 0.1", "mask_random: 0.3", "config key runs.expr_small", "mask_replace + mask_random = 1.1"),
+    ("  train: 0.8", "  train: 0.7", "config key split", "train + val + test must be 1, got 0.9"),
+    ("  train: 0.8\n  val: 0.1", "  train: 0.9\n  val: 0.0", "config key split.val", "must be positive"),
 ]
 
 
 @pytest.mark.workflow
-@pytest.mark.parametrize("old,new,where,problem", CONFIG_CASES, ids=["misspelled_key", "string_number"])
+@pytest.mark.parametrize("old,new,where,problem", CONFIG_CASES,
+                         ids=["misspelled_key", "string_number", "heads", "bert_split", "fractions", "no_val"])
 def test_bad_config_fails_before_any_job(workflow, old, new, where, problem):
     text = (ROOT / "config.yaml").read_text()
     assert old in text
