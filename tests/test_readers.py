@@ -146,3 +146,39 @@ def test_real_plates_pool_by_entrez_id(tmp_path):
 def table_entrez(table, probe):
     t = pd.read_csv(table, sep="\t", dtype=str)
     return t.loc[t["affx_probe_id"] == probe, "pr_gene_id"].iloc[0]
+
+
+# --- files without sample metadata, and ids beyond ASCII -------------------------------------------
+
+def _ingested(paths, out, **settings):
+    n = ingest(paths, out / "x.h5", out / "s.parquet", out / "g.tsv", log=lambda m: None,
+               **ingest_settings(n_genes=5, **settings))
+    with h5py.File(out / "x.h5") as h5:
+        values = h5["expression"][()]
+        ids = [s.decode("utf-8") for s in h5["sample_id"][()]]
+    return n, values, ids, pd.read_parquet(out / "s.parquet")
+
+
+def test_files_without_sample_metadata_ingest(tmp_path):
+    body = "\n".join(f"{g}\tdesc\t" + "\t".join(str(v) for v in VALUES[:, k]) for k, g in enumerate(GENES))
+    (tmp_path / "v12.gct").write_text("#1.2\n5\t3\nName\tDescription\t" + "\t".join(SAMPLES) + f"\n{body}\n")
+    (tmp_path / "v13.gct").write_text("#1.3\n5\t3\t1\t0\nid\tsymbol\t" + "\t".join(SAMPLES) + f"\n{body}\n")
+    write_gctx(tmp_path / "ids.gctx", VALUES, SAMPLES, GENES)  # only /0/META/COL/id
+    for name in ("v12.gct", "v13.gct", "ids.gctx"):
+        n, values, ids, meta = _ingested([tmp_path / name], tmp_path / name.replace(".", "_"))
+        assert n == 3 and ids == SAMPLES, name
+        np.testing.assert_allclose(values, VALUES, err_msg=name)
+        assert list(meta.columns) == ["sample_id", "source_file"], name
+
+
+def test_utf8_and_latin1_sample_ids_ingest(tmp_path):
+    utf8 = ["Zellkultur:Ä1", "細胞:2", "p1:A03"]
+    write_gctx(tmp_path / "utf8.gctx", VALUES, utf8, GENES)
+    write_gctx(tmp_path / "latin1.gctx", VALUES, ["a", "b", "c"], GENES)
+    with h5py.File(tmp_path / "latin1.gctx", "r+") as f:  # an older CMap file: ids in Latin-1 bytes
+        del f["0/META/COL/id"]
+        f["0/META/COL/id"] = np.array(["Ménard:1".encode("latin-1"), b"x:2", "Øst:3".encode("latin-1")])
+    n, values, ids, meta = _ingested([tmp_path / "utf8.gctx", tmp_path / "latin1.gctx"], tmp_path / "out")
+    assert n == 6 and ids == utf8 + ["Ménard:1", "x:2", "Øst:3"]
+    assert list(meta["sample_id"]) == ids
+    np.testing.assert_allclose(values, np.vstack([VALUES, VALUES]))

@@ -56,6 +56,12 @@ def h5_write(group, name, data, chunk_rows=None):
     return group.create_dataset(name, data=data, chunks=chunks, track_times=False)
 
 
+def h5_write_strings(group, name, values):
+    """Strings as UTF-8 (any id: Latin-1 ids of older CMap files are decoded to text on reading)."""
+    data = np.array([str(v) for v in values], dtype=object)
+    return group.create_dataset(name, data=data, dtype=h5py.string_dtype("utf-8"), track_times=False)
+
+
 def row_blocks(n_rows, block_rows):
     """Yield (start, stop) pairs that cover ``range(n_rows)`` in blocks of ``block_rows``."""
     for start in range(0, n_rows, block_rows):

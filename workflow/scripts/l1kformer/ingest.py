@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from l1kformer.errors import InputError
-from l1kformer.fileio import atomic_outputs, h5_create, h5_write, row_blocks
+from l1kformer.fileio import atomic_outputs, h5_create, h5_write_strings, row_blocks
 from l1kformer.genes import GeneTable, check_gene_ids, column_order
 from l1kformer.matrix import normalize_id
 from l1kformer.readers import open_matrix
@@ -18,8 +18,8 @@ from l1kformer.readers import open_matrix
 CHUNK_ROWS = 1024
 
 
-def _filter_mask(path, meta, filters):
-    keep = np.ones(len(meta), dtype=bool)
+def _filter_mask(path, meta, filters, n_samples):
+    keep = np.ones(n_samples, dtype=bool)
     for column, allowed in sorted(filters.items()):
         if column not in meta.columns:
             raise InputError(path, f"has no sample field {column!r} to filter on (data.filters)")
@@ -123,7 +123,7 @@ def _open_and_check(plan, path, table, n_genes, orientation, filters, log):
     dup = sample_index[sample_index.duplicated()]
     if len(dup):
         raise InputError(path, f"{len(dup)} duplicate sample ids (e.g. {dup[0]!r})")
-    keep = _filter_mask(path, m.sample_meta, filters)
+    keep = _filter_mask(path, m.sample_meta, filters, m.n_samples)
     plan.keeps.append(keep)
     kept = sample_index[keep]
     clash = kept.intersection(plan.samples)
@@ -147,8 +147,8 @@ def _write(plan, out_expression, out_samples, out_genes, block_rows):
                     _check_finite(m.path, block, m.sample_ids[start:stop][keep[start:stop]], canonical)
                     data[row:row + len(block)] = block
                     row += len(block)
-            h5_write(h5, "sample_id", np.array(plan.samples.astype(str), dtype=bytes))
-            h5_write(h5, "gene_id", np.array([str(g) for g in canonical], dtype=bytes))
+            h5_write_strings(h5, "sample_id", plan.samples)
+            h5_write_strings(h5, "gene_id", canonical)
         frames = []
         for m, keep in zip(plan.matrices, plan.keeps):
             meta = m.sample_meta.loc[keep].reset_index(drop=True)

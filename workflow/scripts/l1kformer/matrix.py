@@ -29,6 +29,12 @@ def normalize_ids(values):
     return [normalize_id(v) for v in values]
 
 
+def _table(meta, n):
+    if meta is None or (len(meta.columns) == 0 and len(meta) != n):
+        return pd.DataFrame(index=range(n))
+    return meta.reset_index(drop=True)
+
+
 class Matrix:
     """Ids are normalised here, once, whatever the format; subclasses implement ``read_rows``."""
 
@@ -36,10 +42,9 @@ class Matrix:
         self.path = path
         self.sample_ids = np.array(normalize_ids(sample_ids), dtype=object)
         self.gene_ids = np.array(normalize_ids(gene_ids), dtype=object)
-        self.sample_meta = (sample_meta if sample_meta is not None
-                            else pd.DataFrame(index=range(len(sample_ids)))).reset_index(drop=True)
-        self.gene_meta = (gene_meta if gene_meta is not None
-                          else pd.DataFrame(index=range(len(gene_ids)))).reset_index(drop=True)
+        # a file without metadata (GCT 1.2, GCTX with only ids) gets an empty table of the right length
+        self.sample_meta = _table(sample_meta, len(self.sample_ids))
+        self.gene_meta = _table(gene_meta, len(self.gene_ids))
 
     @property
     def n_samples(self):
