@@ -25,7 +25,7 @@ rule ingest:
         samples="results/data/samples.parquet",
         genes="results/data/genes.tsv",
     params:
-        settings=section("data", ["n_genes", "gene_key", "gene_match", "orientation", "filters"]),
+        settings=section("data", ["n_genes", "gene_key", "gene_match", "orientation", "filters", "level"]),
     log:
         "results/logs/ingest.log",
     benchmark:

@@ -85,9 +85,15 @@ def case_filter_nothing(d):
     return ["plate.gctx"], {"filters": {"pert_type": ["ctl_vehicle"]}}, ("data.filters", "selects no sample")
 
 
+def case_extreme_value(d):
+    rows = good_rows(40); rows[7][2] = 1e30
+    (d / "extreme.csv").write_text(csv_text(rows))
+    return ["extreme.csv"], {}, ("extreme.csv", "values far outside the data's own range")
+
+
 CASES = [case_nan, case_inf, case_gene_count, case_duplicate_genes, case_duplicate_samples,
          case_non_numeric, case_empty, case_truncated_hdf5, case_gct_dims, case_unknown_gene,
-         case_filter_nothing]
+         case_filter_nothing, case_extreme_value]
 
 
 def error_lines(proc):
@@ -133,3 +139,81 @@ def test_bad_config_fails_before_any_job(workflow, old, new, where, problem):
     assert len(lines) == 1 and where in lines[0] and problem in lines[0], proc.stderr
     assert not (workflow.path / "results").exists()
     assert not (workflow.path / "resources" / "simulated").exists()
+
+
+SPLIT_CASES = [
+    (1, {}, "the train set would get 1 of 1 profiles"),
+    (4, {}, "the val set would get 0 of 4 profiles"),
+    (40, {"group_by": "plate_name"}, "'plate_name' is not a sample field"),
+]
+
+
+@pytest.mark.workflow
+@pytest.mark.parametrize("n,split,problem", SPLIT_CASES, ids=["one_profile", "four_profiles", "group_field"])
+def test_unusable_split_fails_at_the_split(workflow, tmp_path, n, split, problem):
+    (tmp_path / "small.csv").write_text(csv_text(good_rows(n)))
+    workflow.set_config({"data": {"inputs": [str(tmp_path / "small.csv")], "n_genes": 5}, "split": split})
+    proc = workflow.run(check=False)
+    assert proc.returncode != 0
+    lines = error_lines(proc)
+    assert lines and problem in lines[0], proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (workflow.path / "results/data/split.h5").exists()
+
+
+def test_non_finite_loss_stops_training_with_one_line(tmp_path):
+    """One extreme validation value (as ingest would refuse) makes the val loss overflow: training
+    stops naming the run and the epoch, and leaves no checkpoint."""
+    import h5py
+    import torch
+
+    from l1kformer.errors import InputError
+    from l1kformer.train import train
+    from test_train import make_tiny_data, settings
+
+    d, split, mask = make_tiny_data(tmp_path)
+    with h5py.File(d / "expression.h5", "r+") as h5:
+        x = h5["expression"][()]
+        x[mask["val"][0][0], mask["val"][1][0][0]] = 3e38
+        h5["expression"][...] = x
+    torch.set_num_threads(1)
+    with pytest.raises(InputError, match=r"runs.expr_bad: epoch 1: val_loss not finite"):
+        train(settings("expression", epochs=2), d / "expression.h5", split, mask["val"], tmp_path / "ckpt.pt",
+              log=lambda m: None, progress=False, name="expr_bad")
+    assert not (tmp_path / "ckpt.pt").exists()
+
+
+def test_value_scale_warnings():
+    from l1kformer.ingest import check_level
+
+    said = []
+    check_level("auto", (28.0, 900.0, 12090.0), "raw.gctx", said.append)
+    check_level("auto", (-61.0, 0.02, 27.0), "z.gct", said.append)
+    check_level(3, (3.2, 8.4, 15.0), "l3.gct", said.append)
+    assert len(said) == 2 and "not log2" in said[0] and "z-scores" in said[1]
+
+
+def test_constant_profiles_are_refused_by_the_baselines(tmp_path):
+    import h5py
+
+    from l1kformer.baselines import expression_baselines
+    from l1kformer.errors import InputError
+    from l1kformer.mask import make_mask
+    from l1kformer.split import split_rows
+
+    with h5py.File(tmp_path / "x.h5", "w") as h5:
+        h5["expression"] = np.full((40, 5), 7.0, dtype=np.float32)
+    split = split_rows(40, {"train": 0.5, "val": 0.25, "test": 0.25}, 0)
+    mask = make_mask(split, 5, 0.4, 0)
+    with pytest.raises(InputError, match="no variance on any gene"):
+        expression_baselines(tmp_path / "x.h5", split, mask["val"], mask["test"], knn_k=3, knn_reference=10,
+                             tune_profiles=10, log=lambda m: None)
+
+
+def test_messages_name_what_is_meant():
+    from l1kformer.errors import InputError
+    from l1kformer.genes import column_order
+
+    with pytest.raises(InputError) as exc:
+        column_order("b.csv", np.array(["1", "2", "3"]), np.array(["1", "2", "3", "4"]), "the gene table g.tsv")
+    assert str(exc.value) == "b.csv: genes differ from the gene table g.tsv: 1 missing (e.g. 4), 0 not in it"

@@ -182,3 +182,47 @@ def test_utf8_and_latin1_sample_ids_ingest(tmp_path):
     assert n == 6 and ids == utf8 + ["Ménard:1", "x:2", "Øst:3"]
     assert list(meta["sample_id"]) == ids
     np.testing.assert_allclose(values, np.vstack([VALUES, VALUES]))
+
+
+def test_compressed_text_ingests(tmp_path):
+    import bz2
+    import gzip
+
+    files = write_all_formats(tmp_path)
+    (tmp_path / "m.gct.gz").write_bytes(gzip.compress(files["gct13"].read_bytes()))
+    (tmp_path / "m.csv.bz2").write_bytes(bz2.compress(files["csv_samples_x_genes"].read_bytes()))
+    for name in ("m.gct.gz", "m.csv.bz2"):
+        n, values, ids, _ = _ingested([tmp_path / name], tmp_path / name.replace(".", "_"))
+        assert n == 3 and ids == SAMPLES, name
+        np.testing.assert_allclose(values, VALUES, err_msg=name)
+
+
+@pytest.mark.parametrize("name,content,problem", [
+    ("data.rda", b"RDX2\nX\n\x00\x00\x00\x02", "is R data (.rda / .RData), which is not supported; supported: GCTX"),
+    ("data.zip", b"PK\x03\x04\x14\x00\x00\x00", "is a ZIP archive (unpack it first)"),
+    ("v14.gct", b"#1.4\n5\t3\n", "GCT version line '#1.4' is not #1.2 or #1.3"),
+    ("blob.bin", b"\x00\x01\x02garbage", "is a binary file of no supported format"),
+])
+def test_unsupported_files_are_named(tmp_path, name, content, problem):
+    import gzip
+
+    for path, data in ((tmp_path / name, content), (tmp_path / f"{name}.gz", gzip.compress(content))):
+        path.write_bytes(data)
+        with pytest.raises(InputError) as exc:
+            open_matrix(path)
+        assert str(exc.value) == f"{path}: {problem}" or problem in str(exc.value), str(exc.value)
+
+
+def test_a_directory_is_named_as_such(tmp_path):
+    with pytest.raises(InputError, match="is a directory, not a matrix file"):
+        open_matrix(tmp_path)
+
+
+def test_gene_symbols_get_a_hint(tmp_path):
+    symbols = ["DDR1", "PAX8", "GUCA1A", "UBE2L3", "CYP1A1"]
+    (tmp_path / "genes.tsv").write_text("pr_gene_id\tpr_gene_symbol\taffx_probe_id\n" + "".join(
+        f"{g}\t{s}\tp{k}\n" for k, (g, s) in enumerate(zip(GENES, symbols))))
+    pd.DataFrame(VALUES, index=SAMPLES, columns=symbols).to_csv(tmp_path / "symbols.csv")
+    with pytest.raises(InputError, match="look like gene symbols: add pr_gene_symbol to data.gene_match"):
+        _ingested([tmp_path / "symbols.csv"], tmp_path / "out", gene_table=str(tmp_path / "genes.tsv"),
+                  orientation="samples_x_genes")

@@ -17,7 +17,7 @@ with step(snakemake.log[0]) as log:
     job = dict(settings=settings, data_path=data, split_path=snakemake.input.split,
                mask_path=snakemake.input.mask, model_path=snakemake.output.model,
                history_path=snakemake.output.history, checkpoint_path=os.path.join(outdir, "checkpoint.pt"),
-               sources=list(snakemake.input.package))
+               sources=list(snakemake.input.package), name=snakemake.wildcards.run)
     if settings["gpus"] == 1:
         torch.set_num_threads(job_threads(snakemake.threads))
         run_training(log=log, **job)

@@ -23,6 +23,7 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from scipy.ndimage import gaussian_filter1d
 
+from l1kformer.errors import InputError
 from l1kformer.loader import in_order, read_rows
 from l1kformer.metrics import expression_metrics, score_profile, summarize_rank
 
@@ -100,6 +101,7 @@ def gaussian_positions(ranks_path, train_rows, val_mask, tune_profiles, log=prin
     are, missing genes at their conditional mean), and the tuning record.
     """
     mean, cov, _ = moments(ranks_path, "ranks", train_rows, transform=gene_positions)
+    check_variance(cov, ranks_path)
 
     def predict_with(precision, ranks, positions):
         out = gene_positions(ranks)
@@ -135,6 +137,12 @@ def moments(path, dataset, rows, transform=None):
         n += len(v)
     mean = total / n
     return mean, cross / n - np.outer(mean, mean), n
+
+
+def check_variance(cov, path):
+    if not np.trace(cov) > 0:
+        raise InputError(path, "the training profiles have no variance on any gene (every profile the same): "
+                               "there is nothing to learn or predict")
 
 
 def shrink(cov, a):
@@ -194,6 +202,10 @@ def expression_baselines(expr_path, split, val_mask, test_mask, knn_k, knn_refer
     """All expression baselines on the test mask; shrinkage tuned on (at most ``tune_profiles`` of)
     the val mask."""
     mean, cov, n_train = moments(expr_path, "expression", split["train"])
+    check_variance(cov, expr_path)
+    if len(split["train"]) < knn_k:
+        raise InputError(expr_path, f"{len(split['train'])} training profiles are fewer than evaluate.knn_k "
+                                    f"({knn_k}) neighbours")
     test_values, test_pos = masked_set(expr_path, "expression", *test_mask)
     results, info = {}, {"n_train": n_train, "n_test": len(test_values)}
     results["gene_mean"] = flat_metrics(np.broadcast_to(mean, test_values.shape)[

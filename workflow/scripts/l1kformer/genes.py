@@ -58,8 +58,12 @@ class GeneTable:
                 if best_unknown is None or len(unknown) < len(best_unknown):
                     best_unknown = unknown
         shown = ", ".join(best_unknown[:5]) + (" ..." if len(best_unknown) > 5 else "")
+        hint = ""
+        symbols = [c for c in self.table.columns if "symbol" in c.lower() and c not in self.maps]
+        if symbols and any(not str(i).isdigit() for i in best_unknown[:20]):
+            hint = f"; they look like gene symbols: add {symbols[0]} to data.gene_match"
         raise InputError(path, f"{len(best_unknown)} gene ids unknown to the reference table "
-                               f"{self.source} (e.g. {shown})")
+                               f"{self.source} (e.g. {shown}){hint}")
 
 
 def check_gene_ids(path, ids, n_genes):
@@ -75,13 +79,13 @@ def check_gene_ids(path, ids, n_genes):
         raise InputError(path, f"duplicate gene ids: {', '.join(sorted(set(dups))[:5])}")
 
 
-def column_order(path, ids, canonical):
+def column_order(path, ids, canonical, reference="the first file"):
     """Indices that put a file's gene columns in canonical order; error if the sets differ."""
     position = {g: k for k, g in enumerate(ids)}
     missing = [g for g in canonical if g not in position]
     if missing or len(ids) != len(canonical):
         extra = sorted(set(ids) - set(canonical))
-        raise InputError(path, f"genes differ from the first file: {len(missing)} missing "
-                               f"(e.g. {', '.join(missing[:3])}), {len(extra)} not in it "
-                               f"(e.g. {', '.join(extra[:3])})")
+        parts = [f"{len(missing)} missing" + (f" (e.g. {', '.join(missing[:3])})" if missing else ""),
+                 f"{len(extra)} not in it" + (f" (e.g. {', '.join(extra[:3])})" if extra else "")]
+        raise InputError(path, f"genes differ from {reference}: {', '.join(parts)}")
     return np.array([position[g] for g in canonical], dtype=np.int64)

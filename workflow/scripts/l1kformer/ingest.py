@@ -80,7 +80,7 @@ class Plan:
 
 
 def ingest(paths, out_expression, out_samples, out_genes, *, gene_table, n_genes, gene_key, gene_match,
-           orientation, filters, block_rows=16384, log=print):
+           orientation, filters, level, block_rows=16384, log=print):
     """Read, validate, align and concatenate ``paths``; write the three canonical outputs. The
     settings are those of config.yaml's ``data:`` section."""
     if not paths:
@@ -95,7 +95,7 @@ def ingest(paths, out_expression, out_samples, out_genes, *, gene_table, n_genes
         if plan.total == 0:
             raise InputError("data.filters", f"{dict(sorted(filters.items()))} selects no sample "
                                              f"in {', '.join(map(str, paths))}")
-        _write(plan, out_expression, out_samples, out_genes, block_rows)
+        _write(plan, out_expression, out_samples, out_genes, block_rows, level, log)
         log(f"wrote {plan.total} samples x {len(plan.canonical)} genes")
     finally:
         plan.close()
@@ -118,7 +118,8 @@ def _open_and_check(plan, path, table, n_genes, orientation, filters, log):
     if plan.canonical is None:
         plan.canonical = table.ids if table is not None else ids
         plan.gene_meta = table.table if table is not None else m.gene_meta
-    plan.orders.append(column_order(path, ids, plan.canonical))
+    reference = f"the gene table {table.source}" if table is not None else "the first file"
+    plan.orders.append(column_order(path, ids, plan.canonical, reference))
     sample_index = pd.Index(m.sample_ids)
     dup = sample_index[sample_index.duplicated()]
     if len(dup):
@@ -133,7 +134,44 @@ def _open_and_check(plan, path, table, n_genes, orientation, filters, log):
     log(f"{path}: {m.n_samples} samples x {len(ids)} genes, {int(keep.sum())} kept by filters")
 
 
-def _write(plan, out_expression, out_samples, out_genes, block_rows):
+OUT_OF_RANGE = 10.0  # values beyond this many 1st-99th percentile spreads from that range are refused
+
+
+def _check_range(path, block, sample_ids, gene_ids, limits):
+    lo, hi = limits
+    bad = (block < lo) | (block > hi)
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise InputError(path, f"{int(bad.sum())} values far outside the data's own range (beyond "
+                               f"{lo:.4g} to {hi:.4g}, {OUT_OF_RANGE:g} x the 1st-99th percentile spread from it); "
+                               f"first {block[i, j]:g} at sample {sample_ids[i]!r}, gene {gene_ids[j]!r}")
+
+
+def _limits(block):
+    """The accepted value range of a file, from its first block's 1st and 99th percentiles."""
+    finite = block[np.isfinite(block)]
+    if finite.size == 0:
+        return -np.inf, np.inf
+    q01, q99 = np.percentile(finite, [1, 99])
+    spread = max(q99 - q01, 1e-6)
+    return q01 - OUT_OF_RANGE * spread, q99 + OUT_OF_RANGE * spread
+
+
+def check_level(level, q, where, log):
+    """Warn when the values do not look like the declared (or, for ``auto``, the usual) log2 Level 3:
+    ``q``: the 0th, 50th and 100th percentiles of the first block."""
+    low, median, high = q
+    if high > 20 and low >= 0 and level in ("auto", 3):
+        log(f"WARNING: {where}: values up to {high:.4g} are not log2 (Level 2 fluorescence?); the models "
+            f"and baselines then report errors in these units, not comparable with Level 3")
+    if low < 0 and abs(median) < 1 and level in ("auto", 3):
+        log(f"WARNING: {where}: median {median:.3g} with negative values looks like z-scores (Level 4); "
+            f"set data.level: 4 if that is meant (errors are then in z units)")
+    if level == 4 and low >= 0:
+        log(f"WARNING: {where}: data.level is 4 (z-scores) but no value is negative")
+
+
+def _write(plan, out_expression, out_samples, out_genes, block_rows, level, log):
     """The matrix (streamed in row blocks, genes in canonical order), sample table and gene table."""
     total, canonical = plan.total, plan.canonical
     with atomic_outputs(out_expression, out_samples, out_genes) as (tmp_x, tmp_s, tmp_g):
@@ -142,9 +180,16 @@ def _write(plan, out_expression, out_samples, out_genes, block_rows):
                                      chunks=(min(CHUNK_ROWS, total), len(canonical)), track_times=False)
             row = 0
             for m, order, keep in zip(plan.matrices, plan.orders, plan.keeps):
+                limits = None
                 for start, stop in row_blocks(m.n_samples, block_rows):
                     block = m.read_rows(start, stop)[:, order][keep[start:stop]]
-                    _check_finite(m.path, block, m.sample_ids[start:stop][keep[start:stop]], canonical)
+                    ids = m.sample_ids[start:stop][keep[start:stop]]
+                    _check_finite(m.path, block, ids, canonical)
+                    if limits is None and block.size:
+                        limits = _limits(block)
+                        check_level(level, np.percentile(block, [0, 50, 100]), m.path, log)
+                    if limits is not None:
+                        _check_range(m.path, block, ids, canonical, limits)
                     data[row:row + len(block)] = block
                     row += len(block)
             h5_write_strings(h5, "sample_id", plan.samples)

@@ -6,6 +6,7 @@ small in practice and are read whole.
 """
 
 import csv
+import os
 
 import numpy as np
 import pandas as pd
@@ -19,12 +20,55 @@ PARQUET_SIGNATURE = b"PAR1"
 ORIENTATIONS = ("auto", "samples_x_genes", "genes_x_samples")
 
 
-def detect_format(path):
-    """'gctx', 'h5ad', 'parquet', 'gct' or 'table', from the first bytes of the file."""
+SUPPORTED = ("GCTX, GCT 1.2 / 1.3, CSV / TSV (also gzip, bz2 or xz compressed), parquet, AnnData h5ad")
+COMPRESSION = {b"\x1f\x8b": "gzip", b"BZh": "bz2", b"\xfd7zXZ\x00": "xz"}
+OTHER_FORMATS = {b"PK\x03\x04": "a ZIP archive (unpack it first)", b"RDX": "R data (.rda / .RData)",
+                 b"RDA": "R data (.rda / .RData)", b"X\n": "R serialized data (.rds)"}
+
+
+def compression_of(path):
+    """'gzip', 'bz2', 'xz' (from the magic bytes) or None."""
     with open(path, "rb") as f:
-        head = f.read(4096)
+        head = f.read(6)
+    return next((name for magic, name in COMPRESSION.items() if head.startswith(magic)), None)
+
+
+def open_text(path):
+    """A text stream of ``path``, decompressed when its magic bytes say so."""
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression_of(path))
+    if opener is None:
+        return open(path, encoding="utf-8", errors="replace", newline="")
+    return opener(path, "rt", encoding="utf-8", errors="replace", newline="")
+
+
+def _head(path):
+    compression = compression_of(path)
+    if compression is None:
+        with open(path, "rb") as f:
+            return f.read(4096), None
+    try:
+        with open_text(path) as f:
+            return f.read(4096).encode("utf-8", errors="replace"), compression
+    except (OSError, EOFError, ValueError) as exc:
+        raise InputError(path, f"cannot decompress ({compression}): {exc}") from None
+
+
+def detect_format(path):
+    """'gctx', 'h5ad', 'parquet', 'gct' or 'table', from the first bytes of the (decompressed) file."""
+    if os.path.isdir(path):
+        raise InputError(path, "is a directory, not a matrix file (list the files in data.inputs)")
+    head, compression = _head(path)
     if not head.strip():
         raise InputError(path, "file is empty")
+    for magic, name in OTHER_FORMATS.items():
+        if head.startswith(magic):
+            raise InputError(path, f"is {name}, which is not supported; supported: {SUPPORTED}")
+    if compression and (head.startswith(HDF5_SIGNATURE) or head.startswith(PARQUET_SIGNATURE)):
+        raise InputError(path, f"is a {compression}-compressed binary file: decompress it first")
     if head.startswith(HDF5_SIGNATURE):
         import h5py
         try:
@@ -40,6 +84,11 @@ def detect_format(path):
         return "parquet"
     if head.lstrip().startswith((b"#1.2", b"#1.3")):
         return "gct"
+    if head.lstrip().startswith(b"#1."):
+        line = head.lstrip().split(b"\n")[0].decode("utf-8", errors="replace").strip()
+        raise InputError(path, f"GCT version line {line!r} is not #1.2 or #1.3")
+    if b"\x00" in head:
+        raise InputError(path, f"is a binary file of no supported format; supported: {SUPPORTED}")
     return "table"
 
 
@@ -60,7 +109,7 @@ def to_float(path, cells, what):
 
 def read_gct(path):
     """GCT 1.2 or 1.3 text: genes in rows, samples in columns, metadata blocks as the spec says."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    with open_text(path) as f:
         lines = f.read().splitlines()
     lines = [ln for ln in lines if ln.strip()]
     version = lines[0].strip().split("\t")[0]
@@ -109,12 +158,13 @@ def _read_table_frame(path, fmt):
         if isinstance(frame.index, pd.RangeIndex) and frame.shape[1] and frame.dtypes.iloc[0] == object:
             frame = frame.set_index(frame.columns[0])
         return frame
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+    with open_text(path) as f:
         first = f.readline()
     sep = "\t" if "\t" in first else ","
     header = next(csv.reader([first], delimiter=sep))
     try:
-        frame = pd.read_csv(path, sep=sep, index_col=0, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, sep=sep, index_col=0, dtype=str, keep_default_na=False,
+                            compression=compression_of(path))
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(path, f"cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from None
     if len(header) == frame.shape[1] + 1:

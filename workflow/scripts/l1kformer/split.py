@@ -66,7 +66,31 @@ def split_groups(groups, fractions, seed):
     return {s: np.flatnonzero(set_of_row == k) for k, s in enumerate(SETS)}
 
 
+MIN_PROFILES = {"train": 2, "val": 1, "test": 1}
+
+
+def check_sizes(sets, fractions, where, log):
+    """Refuse sets too small for the steps after the split; warn when groups bend the fractions."""
+    n = sum(len(sets[s]) for s in SETS)
+    for s in SETS:
+        if len(sets[s]) < MIN_PROFILES[s]:
+            raise InputError(where, f"the {s} set would get {len(sets[s])} of {n} profiles (split.{s} "
+                                    f"{fractions[s]:g}); it needs at least {MIN_PROFILES[s]}: use more "
+                                    f"profiles or a larger split.{s}")
+    achieved = {s: len(sets[s]) / n for s in SETS}
+    if any(abs(achieved[s] - fractions[s]) > 0.05 for s in SETS):
+        log("WARNING: split.group_by: whole groups give train / val / test = "
+            + " / ".join(f"{achieved[s]:.2f}" for s in SETS) + " (asked "
+            + " / ".join(f"{fractions[s]:g}" for s in SETS) + ")")
+
+
 def write_split(samples_path, out_path, fractions, seed, group_by=None, log=print):
+    import pyarrow.parquet as pq
+
+    fields = pq.read_schema(samples_path).names
+    if group_by and group_by not in fields:
+        raise InputError("split.group_by", f"{group_by!r} is not a sample field of {samples_path} "
+                                           f"(its fields: {', '.join(f for f in fields)})")
     meta = pd.read_parquet(samples_path, columns=[group_by] if group_by else ["sample_id"])
     if group_by:
         if meta[group_by].isna().any():
@@ -75,6 +99,7 @@ def write_split(samples_path, out_path, fractions, seed, group_by=None, log=prin
         sets = split_groups(meta[group_by].astype(str).to_numpy(), fractions, seed)
     else:
         sets = split_rows(len(meta), fractions, seed)
+    check_sizes(sets, fractions, "split.group_by" if group_by else str(samples_path), log)
     with atomic_path(out_path) as tmp, h5_create(tmp) as h5:
         for s in SETS:
             h5_write(h5, s, sets[s].astype(np.int64))

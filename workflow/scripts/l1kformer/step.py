@@ -11,7 +11,8 @@ from l1kformer.errors import InputError
 
 @contextlib.contextmanager
 def step(log_path):
-    """Send stderr to ``log_path``; yield a ``log(msg)`` function.
+    """Send stderr to ``log_path``; yield a ``log(msg)`` function (messages starting with WARNING also
+    go to the terminal).
 
     Bad input (:class:`InputError`) becomes one line, ``l1kformer error: <file or key>: <problem>``,
     in the log and on the terminal, and exit status 1. Other exceptions keep their traceback in the
@@ -24,6 +25,8 @@ def step(log_path):
 
         def log(message):
             print(f"[{time.time() - start:8.1f}s] {message}", file=log_file, flush=True)
+            if message.startswith("WARNING"):  # warnings reach the terminal too
+                print(f"l1kformer {message[0].lower()}{message[1:]} ({log_path})", file=terminal, flush=True)
 
         try:
             yield log

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, fields
 import pandas as pd
 import torch
 
+from l1kformer.errors import InputError
 from l1kformer.fileio import atomic_path
 from l1kformer.inference import autocast_for, masked_outputs, pick_device
 from l1kformer.loader import RowBatches, column_stats
@@ -120,7 +121,8 @@ def peak_memory_mb(device):
 class Job:
     """What one training run holds: settings, model, optimiser, data, device, process group."""
 
-    def __init__(self, settings, data_path, split, val_mask, log):
+    def __init__(self, settings, data_path, split, val_mask, log, name="train"):
+        self.name = name
         self.model_cfg, self.cfg = split_settings(settings)
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.rank, self.world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
@@ -145,15 +147,16 @@ class Job:
 
 
 def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=print,
-          on_epoch_end=None, progress=True):
+          on_epoch_end=None, progress=True, name="train"):
     """Train one run. ``settings``: flat dict of ModelConfig and TrainConfig fields.
 
     ``data_path``: the task's data file (ranks.h5 or expression.h5); ``split``: {set: rows};
     ``val_mask``: (rows, positions) of the static val mask. Returns (model, state): ``state`` holds
     the epoch, step, best val loss and epoch, the best weights (``best_state``) and the history.
-    ``job_id`` (a fingerprint) decides whether an existing checkpoint belongs to this job.
+    ``job_id`` (a fingerprint) decides whether an existing checkpoint belongs to this job; ``name``
+    (the run) is named in errors.
     """
-    job = Job(settings, data_path, split, val_mask, log)
+    job = Job(settings, data_path, split, val_mask, log, name)
     state = _resume(job, checkpoint_path, job_id, log)
     n_params = sum(p.numel() for p in job.model.parameters())
     if job.world > 1:
@@ -254,7 +257,15 @@ def _train_step(job, values, ratio, gen):
 
 
 def _end_epoch(job, state, row, checkpoint_path, job_id, log):
-    """Record the epoch, keep the best weights, write the checkpoint (rank 0), log one line."""
+    """Record the epoch, keep the best weights, write the checkpoint (rank 0), log one line.
+    A non-finite loss stops the run with one line (and drops the checkpoint it would resume into)."""
+    bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(row[k])]
+    if bad:
+        if job.rank == 0 and os.path.exists(checkpoint_path):
+            os.remove(checkpoint_path)
+        raise InputError(f"runs.{job.name}", f"epoch {row['epoch']}: {' and '.join(bad)} not finite; likely "
+                         f"cause: extreme or non-finite input values (see the ingest log's value range) or a "
+                         f"learning rate too high (lr {job.cfg.lr:g}); no model written")
     state["history"].append(row)
     if row["val_loss"] < state["best_val"]:
         state.update(best_val=row["val_loss"], best_epoch=row["epoch"], bad_epochs=0,
@@ -289,14 +300,14 @@ def write_history(history, path):
 
 
 def run_training(settings, data_path, split_path, mask_path, model_path, history_path, checkpoint_path,
-                 sources=(), log=print):
+                 sources=(), log=print, name="train"):
     """A whole training job: train (resuming when a checkpoint of this very job exists), then write the
     self-describing model file and the history atomically (rank 0 only) and drop the checkpoint."""
     dist = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank = torch.distributed.get_rank() if dist else 0
     job_id = fingerprint(settings, [data_path, split_path, mask_path], sources)
     model, state = train(settings, data_path, read_split(split_path), read_mask(mask_path)["val"],
-                         checkpoint_path, job_id, log=log, progress=rank == 0)
+                         checkpoint_path, job_id, log=log, progress=rank == 0, name=name)
     if rank == 0:
         with atomic_path(model_path) as tmp:
             torch.save(final_model(model, state, settings), tmp)
