@@ -230,3 +230,6 @@ def test_real_data_example_runs_end_to_end(workflow):
     assert {"rank_small", "expr_small", "linear_shrunk", "position_frequency_smoothed"} <= set(summary["name"])
     shrunk = summary.set_index("name").loc["linear_shrunk", "mse"]
     assert 0.4 < shrunk < 0.7  # near the reference 0.538
+    models = summary[summary["kind"] == "model"].set_index("name")
+    assert set(models["beats_best_baseline"]) <= {"yes", "no"}  # said plainly, for every run
+    assert models.loc["expr_small", "best_baseline"] == "linear_shrunk (mse)"

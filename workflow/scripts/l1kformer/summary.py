@@ -5,15 +5,22 @@ import pandas as pd
 
 from l1kformer.tasks import TASKS
 
-BASE_COLUMNS = ["name", "kind", "mode"]
+BASE_COLUMNS = ["name", "kind", "mode", "beats_best_baseline", "best_baseline", "ratio_to_best_baseline"]
 
 
 def summary_table(run_metrics, probes, baselines):
     """``run_metrics``: {run: metrics.json}; ``probes``: {run: probe.json}; ``baselines``:
     {mode: {method: metrics}}."""
     rows = []
+    versus = versus_baselines(run_metrics, baselines)
     for run, m in sorted(run_metrics.items()):
         row = {"name": run, "kind": "model", "mode": m["mode"], **m["test"]}
+        metric = next(iter(TASKS[m["mode"]].headline), None)
+        if metric in versus[run]:  # plainly: does the run beat the best baseline on its headline metric?
+            name, _, ratio = versus[run][metric]
+            better = ratio < 1 if TASKS[m["mode"]].headline[metric] == "min" else ratio > 1
+            row.update(beats_best_baseline="yes" if better else "no", best_baseline=f"{name} ({metric})",
+                       ratio_to_best_baseline=ratio)
         for field, probe in sorted(probes.get(run, {}).items()):
             row[f"probe_{field}_embedding"] = probe["embedding"]["accuracy"]
             row[f"probe_{field}_expression"] = probe["expression"]["accuracy"]
