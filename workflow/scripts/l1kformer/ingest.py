@@ -180,9 +180,11 @@ def _write(plan, out_expression, out_samples, out_genes, block_rows, level, log)
                                      chunks=(min(CHUNK_ROWS, total), len(canonical)), track_times=False)
             row = 0
             for m, order, keep in zip(plan.matrices, plan.orders, plan.keeps):
-                limits = None
+                limits, identity, everything = None, np.array_equal(order, np.arange(len(order))), keep.all()
                 for start, stop in row_blocks(m.n_samples, block_rows):
-                    block = m.read_rows(start, stop)[:, order][keep[start:stop]]
+                    block = m.read_rows(start, stop)  # reordered and filtered only where needed
+                    block = block if identity else np.take(block, order, axis=1)
+                    block = block if everything else block[keep[start:stop]]
                     ids = m.sample_ids[start:stop][keep[start:stop]]
                     _check_finite(m.path, block, ids, canonical)
                     if limits is None and block.size:
