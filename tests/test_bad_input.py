@@ -217,3 +217,12 @@ def test_messages_name_what_is_meant():
     with pytest.raises(InputError) as exc:
         column_order("b.csv", np.array(["1", "2", "3"]), np.array(["1", "2", "3", "4"]), "the gene table g.tsv")
     assert str(exc.value) == "b.csv: genes differ from the gene table g.tsv: 1 missing (e.g. 4), 0 not in it"
+
+
+def test_warnings_reach_the_terminal_and_the_log(tmp_path, capsys):
+    from l1kformer.step import step
+
+    with step(tmp_path / "x.log") as log:
+        log("WARNING: values look like z-scores")
+    assert f"l1kformer warning: values look like z-scores ({tmp_path / 'x.log'})" in capsys.readouterr().err
+    assert "WARNING: values look like z-scores" in (tmp_path / "x.log").read_text()

@@ -26,7 +26,7 @@ def step(log_path):
         def log(message):
             print(f"[{time.time() - start:8.1f}s] {message}", file=log_file, flush=True)
             if message.startswith("WARNING"):  # warnings reach the terminal too
-                print(f"l1kformer {message[0].lower()}{message[1:]} ({log_path})", file=terminal, flush=True)
+                print(f"l1kformer warning{message[len('WARNING'):]} ({log_path})", file=terminal, flush=True)
 
         try:
             yield log
