@@ -42,4 +42,4 @@ def test_training_through_the_slurm_profile(cluster, workflow):
         asks_gpu = re.search(r"TresPerJob=\S*gres[:/]gpu:1", info) is not None
         assert asks_gpu == (rule == "train"), (rule, info)  # --gpus=1 for train only, seen by SLURM
     log = (workflow.path / "results/logs/train_rank_small.log").read_text()
-    assert "training on the CPU" in log  # the fake GPU is no CUDA device: the CPU fallback ran
+    assert "running on the CPU" in log  # the fake GPU is no CUDA device: the CPU fallback ran
