@@ -226,3 +226,12 @@ def test_gene_symbols_get_a_hint(tmp_path):
     with pytest.raises(InputError, match="look like gene symbols: add pr_gene_symbol to data.gene_match"):
         _ingested([tmp_path / "symbols.csv"], tmp_path / "out", gene_table=str(tmp_path / "genes.tsv"),
                   orientation="samples_x_genes")
+
+
+def test_a_compressed_binary_matrix_is_named(tmp_path):
+    import gzip
+
+    files = write_all_formats(tmp_path)
+    (tmp_path / "m.gctx.gz").write_bytes(gzip.compress(files["gctx"].read_bytes()))
+    with pytest.raises(InputError, match="is a gzip-compressed binary file: decompress it first"):
+        open_matrix(tmp_path / "m.gctx.gz")

@@ -1,19 +1,16 @@
 import pandas as pd
 
 from l1kformer import plots
-from l1kformer.fileio import read_json
+from l1kformer.fileio import read_baselines, read_json
 from l1kformer.step import step
 from l1kformer.tasks import get_task
 
 with step(snakemake.log[0]) as log:
     metrics = read_json(snakemake.input.metrics)
     genes = pd.read_csv(snakemake.input.genes, sep="\t", dtype=str)
-    baselines = {}
-    for path in snakemake.input.baselines:
-        baselines.update(read_json(path)["baselines"])
     ctx = {"run": snakemake.wildcards.run, "metrics": metrics, "n_genes": metrics["model_config"]["n_genes"],
            "history": pd.read_csv(snakemake.input.history, sep="\t"),
-           "pred": pd.read_parquet(snakemake.input.predictions), "baselines": dict(sorted(baselines.items())),
+           "pred": pd.read_parquet(snakemake.input.predictions), "baselines": read_baselines(snakemake.input.baselines),
            "gene_names": (genes["pr_gene_symbol"] if "pr_gene_symbol" in genes else genes["gene_id"]).tolist()}
     for name, function in get_task(metrics["mode"]).figures.items():
         getattr(plots, function)(ctx, snakemake.output[name])

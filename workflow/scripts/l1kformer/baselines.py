@@ -106,21 +106,17 @@ def gaussian_positions(ranks_path, train_rows, val_mask, tune_profiles, log=prin
     def predict_with(precision, ranks, positions):
         out = gene_positions(ranks)
         missing = np.take_along_axis(ranks, positions, axis=1).astype(np.int64)
-        np.put_along_axis(out, missing, conditional_mean(mean, precision, out.copy(), missing), axis=1)
+        np.put_along_axis(out, missing, conditional_mean(mean, precision, out, missing), axis=1)
         return out
 
     val_rows, val_positions = val_mask
     pick = np.sort(np.random.default_rng(seed).permutation(len(val_rows))[:tune_profiles])
     ranks, positions = masked_set(ranks_path, "ranks", val_rows[pick], val_positions[pick])
     truth = gene_positions(ranks)
-    tuning = {}
-    for a in SHRINKAGE_GRID:
-        tuning[a] = float(((predict_with(np.linalg.inv(shrink(cov, a)), ranks, positions) - truth) ** 2).sum()
-                          / positions.size)
-    best = min(tuning, key=tuning.get)
+    best, precision, tuning = tune_shrinkage(
+        cov, lambda p: float(((predict_with(p, ranks, positions) - truth) ** 2).sum() / positions.size))
     log(f"gaussian_positions: shrinkage a = {best} chosen on {len(ranks)} val profiles "
         f"(position MSE {tuning[best]:.1f})")
-    precision = np.linalg.inv(shrink(cov, best))
     info = {"shrinkage": best, "shrinkage_val_position_mse": {str(a): m for a, m in tuning.items()}}
     return (lambda r, p: predict_with(precision, r, p)), info
 
@@ -137,6 +133,17 @@ def moments(path, dataset, rows, transform=None):
         n += len(v)
     mean = total / n
     return mean, cross / n - np.outer(mean, mean), n
+
+
+def tune_shrinkage(cov, val_error):
+    """The shrinkage a of ``SHRINKAGE_GRID`` whose precision inv((1 - a) S + a tr(S)/G I) gives the
+    smallest ``val_error(precision)``: (a, that precision, {a: error})."""
+    tuning, precisions = {}, {}
+    for a in SHRINKAGE_GRID:
+        precisions[a] = np.linalg.inv(shrink(cov, a))
+        tuning[a] = val_error(precisions[a])
+    best = min(tuning, key=tuning.get)
+    return best, precisions[best], tuning
 
 
 def check_variance(cov, path):
@@ -215,14 +222,11 @@ def expression_baselines(expr_path, split, val_mask, test_mask, knn_k, knn_refer
     pick = np.sort(np.random.default_rng(seed).permutation(len(val_rows))[:tune_profiles])
     val_values, val_pos = masked_set(expr_path, "expression", val_rows[pick], val_positions[pick])
     val_true = np.take_along_axis(val_values, val_pos, axis=1)
-    tuning = {}
-    for a in SHRINKAGE_GRID:
-        pred = conditional_mean(mean, np.linalg.inv(shrink(cov, a)), val_values, val_pos)
-        tuning[a] = float(((pred - val_true) ** 2).mean())
-    best_a = min(tuning, key=tuning.get)
+    best_a, precision, tuning = tune_shrinkage(
+        cov, lambda p: float(((conditional_mean(mean, p, val_values, val_pos) - val_true) ** 2).mean()))
     info.update(shrinkage=best_a, shrinkage_val_mse={str(a): m for a, m in tuning.items()})
     log(f"shrinkage chosen on {len(val_values)} val profiles: a = {best_a} (val MSE {tuning[best_a]:.4f})")
-    pred = conditional_mean(mean, np.linalg.inv(shrink(cov, best_a)), test_values, test_pos)
+    pred = conditional_mean(mean, precision, test_values, test_pos)
     results["linear_shrunk"] = flat_metrics(pred, test_values, test_pos)
 
     lw = ledoit_wolf_shrinkage(expr_path, split["train"], seed=seed)

@@ -93,3 +93,11 @@ def read_json(path):
 
     with open(path) as f:
         return json.load(f)
+
+
+def read_baselines(paths):
+    """The methods of several baseline files (``results/baselines/*.json``) in one dict, by name."""
+    merged = {}
+    for path in paths:
+        merged.update(read_json(path)["baselines"])
+    return dict(sorted(merged.items()))

@@ -14,11 +14,20 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import log_softmax
 from scipy.stats import rankdata
 
+def _above_and_tied(scores, target):
+    """Per row: how many scores exceed the target's, and which scores equal it (the target included)."""
+    true = np.take_along_axis(scores, target[:, None], axis=1)
+    return (scores > true).sum(axis=1), scores == true
+
+
+def _rank_error(above, tied):
+    return above + 0.5 * (tied.sum(axis=1) - 1)
+
+
 def rank_error(scores, target):
     """Genes scored above the target, ties (other than the target itself) counted half: the expected
     number above under random tie-breaking, so a constant score cannot look perfect."""
-    true = np.take_along_axis(scores, target[:, None], axis=1)
-    return (scores > true).sum(axis=1) + 0.5 * ((scores == true).sum(axis=1) - 1)
+    return _rank_error(*_above_and_tied(scores, target))
 
 
 def hungarian(scores):
@@ -40,9 +49,7 @@ def score_profile(scores, true_genes, assignment=None):
     rows = np.arange(k)
     # the true gene's place in a stable descending sort, by counting (no sort of k x n_genes scores):
     # genes scored above it, plus genes tied with it and of lower index
-    true_score = scores[rows, true_genes][:, None]
-    above = (scores > true_score).sum(axis=1)
-    tied = scores == true_score
+    above, tied = _above_and_tied(scores, true_genes)
     place = above + (tied & (np.arange(scores.shape[1]) < true_genes[:, None])).sum(axis=1)
     shifted = scores - scores.max(axis=1, keepdims=True)  # log-softmax at the true gene, as scipy's
     log_norm = np.log(np.exp(shifted).sum(axis=1))
@@ -56,7 +63,7 @@ def score_profile(scores, true_genes, assignment=None):
         "ce": -(shifted[rows, true_genes] - log_norm),
         "top1": place == 0,
         "top5": place < 5,
-        "rank_error": above + 0.5 * (tied.sum(axis=1) - 1),
+        "rank_error": _rank_error(above, tied),
         "pred_gene": scores.argmax(axis=1),
         "c_ce": -sub_logp[np.arange(k), local],
         "c_top1": sub_order[:, 0] == local,

@@ -201,9 +201,6 @@ class DenseNet(Trainable):
         """genes x dense_width: the first layer's weights on each gene's value (or position)."""
         return self.input.weight[:, : self.cfg.n_genes].T
 
-    def flops_per_token(self):
-        return 6 * sum(p.numel() for p in self.parameters()) / self.cfg.n_genes
-
 
 TRUNKS = {"transformer": L1kFormer, "dense": DenseNet}
 

@@ -5,7 +5,11 @@ returns a :class:`l1kformer.matrix.Matrix`. GCTX is read lazily in row blocks; t
 small in practice and are read whole.
 """
 
+import bz2
 import csv
+import gzip
+import io
+import lzma
 import os
 
 import numpy as np
@@ -33,26 +37,23 @@ def compression_of(path):
     return next((name for magic, name in COMPRESSION.items() if head.startswith(magic)), None)
 
 
-def open_text(path):
-    """A text stream of ``path``, decompressed when its magic bytes say so."""
-    import bz2
-    import gzip
-    import lzma
+def open_bytes(path):
+    """A binary stream of ``path``, decompressed when its magic bytes say so."""
+    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression_of(path), open)
+    return opener(path, "rb")
 
-    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression_of(path))
-    if opener is None:
-        return open(path, encoding="utf-8", errors="replace", newline="")
-    return opener(path, "rt", encoding="utf-8", errors="replace", newline="")
+
+def open_text(path):
+    """A text stream of ``path`` (UTF-8, undecodable bytes replaced), decompressed when needed."""
+    return io.TextIOWrapper(open_bytes(path), encoding="utf-8", errors="replace", newline="")
 
 
 def _head(path):
+    """The first 4 KiB of the (decompressed) content, and the compression."""
     compression = compression_of(path)
-    if compression is None:
-        with open(path, "rb") as f:
-            return f.read(4096), None
     try:
-        with open_text(path) as f:
-            return f.read(4096).encode("utf-8", errors="replace"), compression
+        with open_bytes(path) as f:
+            return f.read(4096), compression
     except (OSError, EOFError, ValueError) as exc:
         raise InputError(path, f"cannot decompress ({compression}): {exc}") from None
 

@@ -69,8 +69,9 @@ def split_groups(groups, fractions, seed):
 MIN_PROFILES = {"train": 2, "val": 1, "test": 1}
 
 
-def check_sizes(sets, fractions, where, log):
-    """Refuse sets too small for the steps after the split; warn when groups bend the fractions."""
+def check_sizes(sets, fractions, where, log, grouped=False):
+    """Refuse sets too small for the steps after the split; warn when the achieved fractions (whole
+    groups, or rounding on few profiles) stray from the asked ones by more than 0.05."""
     n = sum(len(sets[s]) for s in SETS)
     for s in SETS:
         if len(sets[s]) < MIN_PROFILES[s]:
@@ -79,7 +80,7 @@ def check_sizes(sets, fractions, where, log):
                                     f"profiles or a larger split.{s}")
     achieved = {s: len(sets[s]) / n for s in SETS}
     if any(abs(achieved[s] - fractions[s]) > 0.05 for s in SETS):
-        log("WARNING: split.group_by: whole groups give train / val / test = "
+        log(f"WARNING: {'split.group_by: whole groups' if grouped else 'split: rounding'} gives train / val / test = "
             + " / ".join(f"{achieved[s]:.2f}" for s in SETS) + " (asked "
             + " / ".join(f"{fractions[s]:g}" for s in SETS) + ")")
 
@@ -90,7 +91,7 @@ def write_split(samples_path, out_path, fractions, seed, group_by=None, log=prin
     fields = pq.read_schema(samples_path).names
     if group_by and group_by not in fields:
         raise InputError("split.group_by", f"{group_by!r} is not a sample field of {samples_path} "
-                                           f"(its fields: {', '.join(f for f in fields)})")
+                                           f"(its fields: {', '.join(fields)})")
     meta = pd.read_parquet(samples_path, columns=[group_by] if group_by else ["sample_id"])
     if group_by:
         if meta[group_by].isna().any():
@@ -99,7 +100,7 @@ def write_split(samples_path, out_path, fractions, seed, group_by=None, log=prin
         sets = split_groups(meta[group_by].astype(str).to_numpy(), fractions, seed)
     else:
         sets = split_rows(len(meta), fractions, seed)
-    check_sizes(sets, fractions, "split.group_by" if group_by else str(samples_path), log)
+    check_sizes(sets, fractions, "split.group_by" if group_by else str(samples_path), log, grouped=bool(group_by))
     with atomic_path(out_path) as tmp, h5_create(tmp) as h5:
         for s in SETS:
             h5_write(h5, s, sets[s].astype(np.int64))

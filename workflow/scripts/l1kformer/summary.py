@@ -8,11 +8,10 @@ from l1kformer.tasks import TASKS
 BASE_COLUMNS = ["name", "kind", "mode", "beats_best_baseline", "best_baseline", "ratio_to_best_baseline"]
 
 
-def summary_table(run_metrics, probes, baselines):
+def summary_table(run_metrics, probes, baselines, versus):
     """``run_metrics``: {run: metrics.json}; ``probes``: {run: probe.json}; ``baselines``:
-    {mode: {method: metrics}}."""
+    {mode: {method: metrics}}; ``versus``: :func:`versus_baselines` of them."""
     rows = []
-    versus = versus_baselines(run_metrics, baselines)
     for run, m in sorted(run_metrics.items()):
         row = {"name": run, "kind": "model", "mode": m["mode"], **m["test"]}
         metric = next(iter(TASKS[m["mode"]].headline), None)
