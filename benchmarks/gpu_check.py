@@ -2,11 +2,12 @@
 
 Run by benchmarks/gpu_check.sh on a machine with an NVIDIA GPU (bf16 autocast, as the train rule
 uses). Rank mode, d_model 128, 4 layers, 2 heads, FFN 256, batch 128, 978 tokens, 100,000 synthetic
-profiles. Prints: samples/s and tokens/s of the bare training step, the projected time of one epoch
-of 100,425 profiles (the seed's data set; it took 25 minutes; target <= 15 s), peak GPU memory,
-model-FLOPs utilisation against the GPU's dense bf16 peak, then one epoch of the pipeline's own
-``train()`` (HDF5 loader included) on the 100,000 profiles, and whether a CUDA step and a CPU step of
-the same model agree to bf16 tolerance.
+profiles. Prints, for the eager and the ``torch.compile``d model side by side (fused AdamW, fixed-size
+index masks, no host sync per step): samples/s and tokens/s of the bare training step, the projected
+time of one epoch of 100,425 profiles (the seed's data set; it took 25 minutes; target <= 8 s), peak
+GPU memory and model-FLOPs utilisation against the GPU's dense bf16 peak; then one epoch of the
+pipeline's own ``train()`` (HDF5 loader included, ``compile: auto``) on the 100,000 profiles, and
+whether a CUDA step and a CPU step of the same model agree to bf16 tolerance.
 """
 
 import argparse
@@ -19,8 +20,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-from l1kformer.model import L1kFormer, ModelConfig  # noqa: E402
-from l1kformer.train import random_mask, split_settings  # noqa: E402
+from l1kformer.model import L1kFormer, ModelConfig, positions_mask  # noqa: E402
+from l1kformer.train import random_positions, split_settings  # noqa: E402
 from bench_config import defaults  # noqa: E402
 
 DENSE_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
@@ -36,25 +37,27 @@ def peak_tflops(name):
     return float("nan")
 
 
-def bare_steps(model, tokens, batch, steps, device):
+def bare_steps(model, tokens, batch, steps, device, compiled):
+    """The training step as train() runs it: (seconds for ``steps`` steps after warm-up, last loss)."""
     cfg = split_settings(defaults("train", **DIMS, batch_size=batch))[1]
-    opt = model.configure_optimizer(1e-3, 0.01)
+    opt = model.configure_optimizer(1e-3, 0.01, fused=True)
+    net = torch.compile(model) if compiled else model
     gen = torch.Generator(device=device).manual_seed(0)
     n = len(tokens)
 
     def step(i):
         x = tokens[(i * batch) % (n - batch):][:batch]
-        masked = random_mask(batch, 978, 0.15, gen, device)
-        inputs, _ = model.task.corrupt(x, masked, cfg, model.cfg.n_genes, gen)
+        index = random_positions(batch, 978, 0.15, gen, device)
+        inputs, _ = model.task.corrupt(x, positions_mask(x, index), cfg, model.cfg.n_genes, gen)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            _, loss = model(inputs, masked, x)
+            _, loss = net(inputs, index, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         return loss
 
-    for i in range(10):  # warm-up
+    for i in range(20):  # warm-up (and compilation)
         step(i)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -72,12 +75,12 @@ def cpu_agreement(batch=8):
     gpu_model.load_state_dict(cpu_model.state_dict())
     gpu_model.cuda()
     x = torch.stack([torch.randperm(978) for _ in range(batch)])
-    masked = torch.rand(batch, 978).argsort(1) < 147
-    inputs = x.masked_fill(masked, 978)
-    _, loss_cpu = cpu_model(inputs, masked, x)
+    index = torch.rand(batch, 978).argsort(1)[:, :147].sort(1).values
+    inputs = x.masked_fill(positions_mask(x, index), 978)
+    _, loss_cpu = cpu_model(inputs, index, x)
     loss_cpu.backward()
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        _, loss_gpu = gpu_model(inputs.cuda(), masked.cuda(), x.cuda())
+        _, loss_gpu = gpu_model(inputs.cuda(), index.cuda(), x.cuda())
     loss_gpu.backward()
     rel = abs(float(loss_gpu) - float(loss_cpu)) / abs(float(loss_cpu))
     g_cpu = torch.cat([p.grad.flatten() for p in cpu_model.parameters()])
@@ -118,17 +121,21 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.manual_seed(0)
     tokens = torch.rand(a.profiles, 978, device="cuda").argsort(1)
-    model = L1kFormer(ModelConfig(**DIMS)).cuda()
-    seconds, loss = bare_steps(model, tokens, a.batch, a.steps, "cuda")
-    samples_s = a.steps * a.batch / seconds
-    tokens_s = samples_s * 978
-    achieved = model.flops_per_token() * tokens_s / 1e12
-    print(f"bare training step, bf16: {a.steps} steps of {a.batch} in {seconds:.2f} s; {samples_s:,.0f} samples/s, "
-          f"{tokens_s:,.0f} tokens/s; last loss {loss:.3f}")
-    print(f"projected epoch of 100,425 profiles: {100_425 / samples_s:.1f} s (seed: 25 min; target <= 15 s)")
-    print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.2f} GiB")
-    print(f"model FLOPs: {achieved:.1f} TFLOP/s; MFU {100 * achieved / peak_tflops(name):.1f} % of "
-          f"{peak_tflops(name):.0f} TFLOP/s dense bf16", flush=True)
+    rates = {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = L1kFormer(ModelConfig(**DIMS)).cuda()
+        seconds, loss = bare_steps(model, tokens, a.batch, a.steps, "cuda", compiled)
+        samples_s = a.steps * a.batch / seconds
+        rates[compiled] = samples_s
+        achieved = model.flops_per_token() * samples_s * 978 / 1e12
+        print(f"{'compiled' if compiled else 'eager'} training step, bf16: {a.steps} steps of {a.batch} in "
+              f"{seconds:.2f} s; {samples_s:,.0f} samples/s, {samples_s * 978:,.0f} tokens/s; last loss {loss:.3f}; "
+              f"projected epoch of 100,425 profiles {100_425 / samples_s:.1f} s (target <= 8 s); peak GPU memory "
+              f"{torch.cuda.max_memory_allocated() / 2**30:.2f} GiB; {achieved:.1f} TFLOP/s, MFU "
+              f"{100 * achieved / peak_tflops(name):.1f} % of {peak_tflops(name):.0f} TFLOP/s dense bf16", flush=True)
+        del model
+    print(f"compiled / eager: {rates[True] / rates[False]:.2f}x samples/s", flush=True)
     l_cpu, l_gpu, rel, cos = cpu_agreement()
     ok = rel < 2e-2 and cos > 0.99
     print(f"CPU fp32 vs CUDA bf16, same weights and batch: loss {l_cpu:.5f} vs {l_gpu:.5f} (rel. diff {rel:.2e}), "

@@ -8,6 +8,7 @@ rule baselines_rank:
         metrics="results/baselines/rank.json",
     params:
         settings=section("evaluate", ["smoothing_sigma", "tune_profiles"]),
+    threads: 2
     log:
         "results/logs/baselines_rank.log",
     benchmark:
@@ -28,6 +29,7 @@ rule baselines_expression:
         metrics="results/baselines/expression.json",
     params:
         settings=section("evaluate", ["knn_k", "knn_reference", "tune_profiles"]),
+    threads: 2
     log:
         "results/logs/baselines_expression.log",
     benchmark:

@@ -91,9 +91,25 @@ def case_extreme_value(d):
     return ["extreme.csv"], {}, ("extreme.csv", "values far outside the data's own range")
 
 
+def case_unsupported_format(d):
+    (d / "plates.rda").write_bytes(b"RDX3\nX\n\x00\x00\x00\x02\x00\x04\x03")
+    return ["plates.rda"], {}, ("plates.rda", "R data (.rda / .RData), which is not supported; supported: GCTX")
+
+
+def case_gct_version(d):
+    body = "\n".join(f"{g}\tdesc\t" + "\t".join(str(5.0 + k) for k in range(3)) for g in GENES)
+    (d / "v19.gct").write_text(f"#1.9\n5\t3\nName\tDescription\ta\tb\tc\n{body}\n")
+    return ["v19.gct"], {}, ("v19.gct", "GCT version line '#1.9' is not #1.2 or #1.3")
+
+
+def case_directory(d):
+    (d / "plates").mkdir()
+    return ["plates"], {}, ("plates", "is a directory, not a matrix file")
+
+
 CASES = [case_nan, case_inf, case_gene_count, case_duplicate_genes, case_duplicate_samples,
          case_non_numeric, case_empty, case_truncated_hdf5, case_gct_dims, case_unknown_gene,
-         case_filter_nothing, case_extreme_value]
+         case_filter_nothing, case_extreme_value, case_unsupported_format, case_gct_version, case_directory]
 
 
 def error_lines(proc):
@@ -159,6 +175,32 @@ def test_unusable_split_fails_at_the_split(workflow, tmp_path, n, split, problem
     assert lines and problem in lines[0], proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (workflow.path / "results/data/split.h5").exists()
+
+
+@pytest.mark.workflow
+def test_diverging_training_fails_at_the_train_step_with_one_line(workflow):
+    """A run whose loss overflows (here an absurd learning rate) stops with one line naming the run, and
+    leaves no model file for embed and evaluate to trip over."""
+    workflow.set_config({"runs": {"expr_bad": {"mode": "expression", "lr": 1.0e+30, "epochs": 2}}})
+    proc = workflow.run("results/runs/expr_bad/model.pt", check=False)
+    assert proc.returncode != 0
+    lines = error_lines(proc)
+    assert lines and "runs.expr_bad: epoch 1:" in lines[0] and "not finite" in lines[0], proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    run_dir = workflow.path / "results" / "runs" / "expr_bad"
+    assert not run_dir.exists() or not any(run_dir.iterdir()), list(run_dir.iterdir())
+
+
+@pytest.mark.workflow
+def test_constant_data_fails_at_the_baselines_with_one_line(workflow, tmp_path):
+    (tmp_path / "flat.csv").write_text(csv_text([[7.0] * len(GENES) for _ in range(40)]))
+    workflow.set_config({"data": {"inputs": [str(tmp_path / "flat.csv")], "n_genes": 5}})
+    proc = workflow.run("results/baselines/expression.json", check=False)
+    assert proc.returncode != 0
+    lines = error_lines(proc)
+    assert lines and "expression.h5" in lines[0] and "no variance on any gene" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (workflow.path / "results" / "baselines" / "expression.json").exists()
 
 
 def test_non_finite_loss_stops_training_with_one_line(tmp_path):

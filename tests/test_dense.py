@@ -32,8 +32,7 @@ def test_dense_outputs_ignore_hidden_inputs(mode):
                dense_width=16,
                dense_depth=1, dropout=0.0)
     model = build_model(cfg).eval()
-    masked = torch.zeros(2, 8, dtype=torch.bool)
-    masked[:, [2, 5]] = True
+    masked = torch.tensor([[2, 5], [2, 5]])
     if mode == "rank":
         x = torch.stack([torch.randperm(8), torch.randperm(8)])
         y = x.clone()

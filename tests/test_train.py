@@ -12,7 +12,8 @@ from l1kformer.mask import make_mask
 from l1kformer.model import L1kFormer, ModelConfig, build_model
 from l1kformer.rank import rank_genes
 from l1kformer.split import split_rows
-from l1kformer.train import final_model, lr_at, mask_ratio_at, random_mask, split_settings, train
+from l1kformer.model import positions_mask
+from l1kformer.train import final_model, lr_at, mask_ratio_at, random_positions, split_settings, train
 
 N_GENES = 16
 
@@ -77,7 +78,8 @@ def test_training_loss_falls(tiny_data, tmp_path, mode):
 def test_loss_ignores_unmasked_positions(mode):
     torch.manual_seed(0)
     model = L1kFormer(model_config(mode))
-    masked = random_mask(4, N_GENES, 0.25, torch.Generator().manual_seed(1), "cpu")
+    index = random_positions(4, N_GENES, 0.25, torch.Generator().manual_seed(1), "cpu")
+    masked = positions_mask(torch.zeros(4, N_GENES), index)
     if mode == "rank":
         x = torch.stack([torch.randperm(N_GENES) for _ in range(4)])
         inputs = x.masked_fill(masked, model.encoder.mask_id)
@@ -86,23 +88,22 @@ def test_loss_ignores_unmasked_positions(mode):
         x = torch.randn(4, N_GENES)
         inputs = x
         other = torch.where(masked, x, x + 5.0)
-    out, loss = model(inputs, masked, x)
-    out2, loss2 = model(inputs, masked, other)
+    out, loss = model(inputs, index, x)
+    out2, loss2 = model(inputs, index, other)
     assert torch.equal(loss, loss2)
-    assert out.shape[0] == int(masked.sum())  # the head runs at masked positions only
+    assert out.shape[0] == int(masked.sum()) == index.numel()  # the head runs at masked positions only
     changed = torch.where(masked, x + 1 if mode == "expression" else (x + 1) % N_GENES, x)
-    assert not torch.equal(loss, model(inputs, masked, changed)[1])
+    assert not torch.equal(loss, model(inputs, index, changed)[1])
 
 
 def test_expression_mask_does_not_leak_the_value():
     torch.manual_seed(0)
     model = L1kFormer(model_config("expression"))
-    masked = torch.zeros(2, N_GENES, dtype=torch.bool)
-    masked[:, 3] = True
+    index = torch.full((2, 1), 3)
     x = torch.randn(2, N_GENES)
     y = x.clone()
     y[:, 3] = 100.0  # the hidden value must not reach the prediction
-    assert torch.equal(model(x, masked)[0], model(y, masked)[0])
+    assert torch.equal(model(x, index)[0], model(y, index)[0])
 
 
 def test_schedules_at_chosen_steps():
@@ -123,9 +124,10 @@ def test_schedules_at_chosen_steps():
 
 
 def test_dynamic_masks_differ_by_epoch_and_count_exactly():
-    a = random_mask(8, 978, 0.15, torch.Generator().manual_seed(1), "cpu")
-    b = random_mask(8, 978, 0.15, torch.Generator().manual_seed(2), "cpu")
-    assert (a.sum(1) == 147).all() and not torch.equal(a, b)
+    a = random_positions(8, 978, 0.15, torch.Generator().manual_seed(1), "cpu")
+    b = random_positions(8, 978, 0.15, torch.Generator().manual_seed(2), "cpu")
+    assert a.shape == (8, 147) and not torch.equal(a, b)
+    assert (a.diff(dim=1) > 0).all()  # sorted, no position twice
 
 
 def test_same_config_same_trajectory(tiny_data, tmp_path):
@@ -171,8 +173,7 @@ def test_model_file_rebuilds_without_config(tiny_data, tmp_path):
     rebuilt.load_state_dict(ckpt["state_dict"])
     assert torch.equal(rebuilt.encoder.value_mean, model.encoder.value_mean)  # standardisation travels with the model
     x = torch.randn(2, N_GENES)
-    masked = torch.zeros(2, N_GENES, dtype=torch.bool)
-    masked[:, :4] = True
+    masked = torch.arange(4).expand(2, 4)
     model.load_state_dict(ckpt["state_dict"])
     model.eval(), rebuilt.eval()
     assert torch.equal(model(x, masked)[0], rebuilt(x, masked)[0])

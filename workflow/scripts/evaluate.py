@@ -1,7 +1,7 @@
 import torch
 
 from l1kformer.evaluate import evaluate
-from l1kformer.fileio import atomic_path, write_json
+from l1kformer.fileio import write_json
 from l1kformer.inference import load_model, pick_device
 from l1kformer.mask import read_mask
 from l1kformer.step import job_threads, step
@@ -11,7 +11,7 @@ with step(snakemake.log[0]) as log:
     device = pick_device(snakemake.params.device, log)
     model, ckpt = load_model(snakemake.input.model, device)
     rows, positions = read_mask(snakemake.input.mask)["test"]
-    metrics, pred = evaluate(model, snakemake.input.data, rows, positions, device=device)
+    metrics = evaluate(model, snakemake.input.data, rows, positions, snakemake.output.predictions, device=device)
     by_position = metrics.pop("by_position", None)
     result = {"run": snakemake.wildcards.run, "mode": model.cfg.mode, "test": metrics,
               "n_test_profiles": len(rows), "n_masked_per_profile": int(positions.shape[1]),
@@ -19,6 +19,4 @@ with step(snakemake.log[0]) as log:
     if by_position is not None:
         result["by_position"] = by_position
     write_json(snakemake.output.metrics, result)
-    with atomic_path(snakemake.output.predictions) as tmp:
-        pred.to_parquet(tmp, index=False)
     log("test: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))

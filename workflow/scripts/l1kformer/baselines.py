@@ -20,12 +20,14 @@ On simulated data the Bayes oracle (oracle.py) is scored beside them, in a step 
 """
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
+import torch
 from scipy.ndimage import gaussian_filter1d
 
 from l1kformer.errors import InputError
-from l1kformer.loader import in_order, read_rows
-from l1kformer.metrics import expression_metrics, score_profile, summarize_rank
+from l1kformer.loader import RowBatches, in_order, read_rows
+from l1kformer.parallel import ordered_map
+from l1kformer.metrics import (ExpressionTally, PositionTable, RankTally, in_position_order, score_distance_block,
+                               score_table_block)
 
 SHRINKAGE_GRID = (0.01, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -40,17 +42,27 @@ def masked_set(path, dataset, mask_rows, mask_positions):
 
 def position_counts(ranks_path, train_rows, n_genes):
     """counts[position, gene] over training profiles, and each gene's mean rank position."""
-    counts = np.zeros(n_genes * n_genes, dtype=np.int64)
-    pos = np.arange(n_genes, dtype=np.int64)
+    counts = np.zeros((n_genes, n_genes), dtype=np.int64)
     for _, ranks in in_order(ranks_path, "ranks", train_rows):
-        counts += np.bincount((pos * n_genes + ranks.astype(np.int64)).ravel(), minlength=n_genes * n_genes)
-    counts = counts.reshape(n_genes, n_genes)
+        for position in range(n_genes):
+            counts[position] += np.bincount(ranks[:, position], minlength=n_genes)
+    pos = np.arange(n_genes, dtype=np.int64)
     mean_rank = (counts * pos[:, None]).sum(axis=0) / np.maximum(counts.sum(axis=0), 1)
     return counts, mean_rank
 
 
-def rank_baselines(ranks_path, split, val_mask, test_mask, smoothing_sigma, tune_profiles, log=print):
-    """All rank baselines on the test mask; ``gaussian_positions`` tunes its shrinkage on the val mask."""
+RANK_BASELINES = ("position_frequency", "position_frequency_smoothed", "mean_rank", "gaussian_positions")
+
+
+def masked_blocks(path, dataset, mask_rows, mask_positions, block=256, window_rows=16384):
+    """(values, positions) of a statically masked set, ``block`` profiles at a time, in row order."""
+    for rows, values in RowBatches(path, dataset, mask_rows, block, window_rows).epoch(0, 0, shuffle=False):
+        yield values, mask_positions[np.searchsorted(mask_rows, rows)].astype(np.int64)
+
+
+def rank_baselines(ranks_path, split, val_mask, test_mask, smoothing_sigma, tune_profiles, log=print, block=128):
+    """All rank baselines on the test mask; ``gaussian_positions`` tunes its shrinkage on the val mask.
+    The test set is scored ``block`` profiles at a time into running sums."""
     import h5py
 
     with h5py.File(ranks_path, "r") as h5:
@@ -59,31 +71,33 @@ def rank_baselines(ranks_path, split, val_mask, test_mask, smoothing_sigma, tune
     freq = np.log((counts + 0.5) / (counts.sum(axis=1, keepdims=True) + 0.5 * n_genes))
     smooth = gaussian_filter1d(counts.astype(np.float64), smoothing_sigma, axis=0, mode="nearest")
     smooth = np.log((smooth + 0.5) / (smooth.sum(axis=1, keepdims=True) + 0.5 * n_genes))
+    tables = {"position_frequency": PositionTable(freq),
+              "position_frequency_smoothed": PositionTable(smooth, transposed=True),
+              "mean_rank": PositionTable(distance_scores(mean_rank, np.arange(n_genes)), with_ce=False)}
     predict, info = gaussian_positions(ranks_path, split["train"], val_mask, tune_profiles, log)
-    ranks, positions = masked_set(ranks_path, "ranks", *test_mask)
-    predicted = predict(ranks, positions)
-    parts = {"position_frequency": [], "position_frequency_smoothed": [], "mean_rank": [], "gaussian_positions": []}
-    for seq, pos, gene_pos in zip(ranks, positions, predicted):
-        true = seq[pos].astype(np.int64)
-        parts["position_frequency"].append(score_profile(freq[pos], true))
-        parts["position_frequency_smoothed"].append(score_profile(smooth[pos], true))
-        parts["mean_rank"].append(score_by_position(mean_rank, pos, true))
-        parts["gaussian_positions"].append(score_by_position(gene_pos, pos, true))
-    log(f"rank baselines on {len(ranks)} test profiles x {positions.shape[1]} masked positions")
-    results = {name: summarize_rank(p) for name, p in parts.items()}
-    for name in ("mean_rank", "gaussian_positions"):  # distances, not probabilities: no cross-entropy
-        results[name].update(ce=None, c_ce=None)
-    return results, info
+    tallies = {name: RankTally() for name in RANK_BASELINES}
+
+    def score(ranks, pos):
+        true = np.take_along_axis(ranks, pos, axis=1).astype(np.int64)
+        return {"position_frequency": score_table_block(tables["position_frequency"], pos, true),
+                "position_frequency_smoothed": score_table_block(tables["position_frequency_smoothed"], pos, true),
+                "mean_rank": score_table_block(tables["mean_rank"], pos, true,
+                                               in_position_order(mean_rank[None, :], true)),
+                "gaussian_positions": score_distance_block(predict(ranks, pos), pos, true)}
+
+    n_profiles = 0
+    for part in ordered_map(score, masked_blocks(ranks_path, "ranks", *test_mask, block=block)):
+        for name, result in part.items():
+            tallies[name].add(result)
+        n_profiles += len(part["mean_rank"]["top1"])
+    log(f"rank baselines on {n_profiles} test profiles x {test_mask[1].shape[1]} masked positions")
+    # distances, not probabilities, for mean_rank and gaussian_positions: no cross-entropy (None)
+    return {name: t.summary() for name, t in tallies.items()}, info
 
 
-def score_by_position(gene_position, positions, true):
-    """Scores of a method that places each gene at a position (``gene_position``, genes): minus the
-    distance to each masked position; missing genes assigned to the masked positions in order of
-    their predicted position."""
-    scores = -np.abs(gene_position[None, :] - positions[:, None])
-    missing = np.sort(true)
-    in_order = missing[np.argsort(gene_position[missing], kind="stable")]
-    return score_profile(scores, true, assignment=in_order)
+def distance_scores(gene_position, positions):
+    """positions x genes: minus the distance of each gene's (predicted) position to each position."""
+    return -np.abs(gene_position[None, :] - positions[:, None])
 
 
 def gene_positions(ranks):
@@ -157,19 +171,28 @@ def shrink(cov, a):
     return (1 - a) * cov + a * (np.trace(cov) / g) * np.eye(g)
 
 
-def conditional_mean(mean, precision, values, positions):
+def conditional_mean(mean, precision, values, positions, block=64):
     """E[x_M | x_O] = mu_M - P_MM^-1 P_MO (x_O - mu_O), with P = Sigma^-1.
 
-    P_MO r_O is (P r~)_M for the residual r~ with its masked entries zeroed, one matrix product for
-    all profiles; what remains per profile is a k x k Cholesky solve.
+    P_MO r_O is (P r~)_M for the residual r~ with its masked entries zeroed, one matrix product per
+    block of profiles; what remains is a k x k Cholesky solve per profile, batched; blocks run side by
+    side (:func:`l1kformer.parallel.ordered_map`).
     """
-    resid = values - mean
-    np.put_along_axis(resid, positions, 0.0, axis=1)
-    rhs_all = resid @ precision  # P is symmetric
-    out = np.empty(positions.shape)
-    for i, m in enumerate(positions):
-        out[i] = mean[m] - cho_solve(cho_factor(precision[np.ix_(m, m)]), rhs_all[i, m])
-    return out
+    p = torch.from_numpy(np.ascontiguousarray(precision, dtype=np.float64))
+    g = p.shape[1]
+
+    def solve(x, m):
+        resid = x - mean
+        np.put_along_axis(resid, m, 0.0, axis=1)
+        rhs = (torch.from_numpy(resid) @ p).gather(1, torch.from_numpy(m))  # P is symmetric
+        factor, info = torch.linalg.cholesky_ex(torch.from_numpy(np.take(precision, m[:, :, None] * g + m[:, None, :])))
+        if info.any():
+            raise np.linalg.LinAlgError("a masked block of the precision matrix is not positive definite")
+        return mean[m] - torch.cholesky_solve(rhs.unsqueeze(-1), factor).squeeze(-1).numpy()
+
+    blocks = ((values[s:s + block], positions[s:s + block]) for s in range(0, len(positions), block))
+    parts = list(ordered_map(solve, blocks))
+    return np.concatenate(parts) if parts else np.empty(positions.shape)
 
 
 def ledoit_wolf_shrinkage(expr_path, rows, max_rows=20000, seed=0):
@@ -180,44 +203,81 @@ def ledoit_wolf_shrinkage(expr_path, rows, max_rows=20000, seed=0):
     return float(lw(x))
 
 
-def knn_predict(reference, values, positions, k=10, batch=256):
-    """Mean of the k nearest reference profiles (distance on each profile's observed genes)."""
-    ref = reference.astype(np.float64)
-    ref_sq = ref * ref
-    out = np.empty(positions.shape)
-    for start in range(0, len(values), batch):
-        x = values[start:start + batch].astype(np.float64)
-        pos = positions[start:start + batch]
-        obs = np.ones_like(x)
-        np.put_along_axis(obs, pos, 0.0, axis=1)
+class Knn:
+    """Mean of the ``k`` nearest reference profiles by squared distance on each profile's observed genes.
+
+    Distances are screened in float32 (one matrix product per block, values centred on the reference
+    mean); the ``shortlist`` nearest are recomputed exactly in float64 and the ``k`` chosen among them
+    (ties by reference order). That is the exact answer whenever the shortlist's last screened distance
+    exceeds the k-th by more than twice the float32 error bound; a profile where it does not is
+    computed exactly against every reference.
+    """
+
+    def __init__(self, reference, k, shortlist=None):
+        self.ref = np.asarray(reference, dtype=np.float64)
+        self.k = k
+        self.shortlist = min(len(self.ref), shortlist or 2 * k)
+        self.centre = self.ref.mean(axis=0)
+        centred = torch.from_numpy((self.ref - self.centre).astype(np.float32))
+        self.both = torch.cat([centred * centred, centred], dim=1)  # [r^2, r]
+        self.max_sq = float((centred.double() ** 2).sum(dim=1).max())
+
+    def predict(self, values, positions):
+        x = torch.from_numpy((values - self.centre).astype(np.float32))
+        obs = torch.ones_like(x).scatter_(1, torch.from_numpy(positions), 0.0)
         xo = x * obs
-        dist = ref_sq @ obs.T - 2 * ref @ xo.T + (xo * xo).sum(axis=1)  # reference x batch
-        nearest = np.argpartition(dist, k - 1, axis=0)[:k]  # k x batch
-        for j in range(len(x)):
-            out[start + j] = ref[np.ix_(nearest[:, j], pos[j])].mean(axis=0)
-    return out
+        # sum over observed genes of (r - x)^2 = r^2 . obs - 2 r . xo + |xo|^2 (the last is constant per row)
+        screen = torch.cat([obs, -2 * xo], dim=1) @ self.both.T  # profiles x reference
+        near, cand = screen.topk(self.shortlist, dim=1, largest=False)  # sorted, nearest first
+        # |float32 error| of a dot product of n terms <= n u sum |terms| (u = 2^-24); the terms here sum
+        # to at most max |r|^2 + 2 |x| max |r|
+        x_norm = xo.double().norm(dim=1)
+        bound = 2 * self.both.shape[1] * 2.0**-24 * (self.max_sq + 2 * x_norm * np.sqrt(self.max_sq))
+        safe = (near[:, -1].double() - near[:, self.k - 1].double() > 2 * bound).numpy()
+        cand, obs = np.sort(cand.numpy(), axis=1), obs.numpy().astype(np.float64)
+        nearest = np.empty((len(values), self.k), dtype=np.int64)
+        nearest[safe] = self._exact_nearest(values[safe], obs[safe], cand[safe])
+        everyone = np.arange(len(self.ref))[None, :]
+        for i in np.flatnonzero(~safe):
+            nearest[i] = self._exact_nearest(values[i:i + 1], obs[i:i + 1], everyone)[0]
+        return self.ref[nearest[:, :, None], positions[:, None, :]].mean(axis=1)
+
+    def _exact_nearest(self, values, obs, cand, chunk=2048):
+        """The k of ``cand`` (profiles x candidates, sorted) nearest in exact float64 distance."""
+        exact = np.empty(cand.shape)
+        for s in range(0, cand.shape[1], chunk):
+            diff = self.ref[cand[:, s:s + chunk]] - values[:, None, :]
+            exact[:, s:s + chunk] = (diff * diff * obs[:, None, :]).sum(axis=2)
+        return np.take_along_axis(cand, np.argsort(exact, axis=1, kind="stable")[:, : self.k], axis=1)
 
 
-def flat_metrics(pred, values, positions):
-    true = np.take_along_axis(values, positions, axis=1)
-    profile = np.repeat(np.arange(len(positions)), positions.shape[1])
-    return expression_metrics(pred.ravel(), true.ravel(), profile, positions.ravel())
+def knn_predict(reference, values, positions, k=10, block=64):
+    """:class:`Knn` predictions of the masked ``positions`` of ``values`` (profiles x genes)."""
+    knn = Knn(reference, k)
+    return np.concatenate([knn.predict(values[s:s + block], positions[s:s + block])
+                           for s in range(0, len(values), block)])
+
+
+def flat_metrics(pred, values, positions, spill_dir=None):
+    """Metrics of predictions (profiles x k) of the masked ``positions`` of ``values``."""
+    with ExpressionTally(spill_dir) as tally:
+        tally.add(pred, np.take_along_axis(values, positions, axis=1), positions)
+        return tally.result()
+
+
+EXPRESSION_BASELINES = ("gene_mean", "linear_shrunk", "linear_ledoit_wolf", "knn")
 
 
 def expression_baselines(expr_path, split, val_mask, test_mask, knn_k, knn_reference, tune_profiles, seed=0,
-                         log=print):
+                         log=print, block=64, spill_dir=None):
     """All expression baselines on the test mask; shrinkage tuned on (at most ``tune_profiles`` of)
-    the val mask."""
+    the val mask. The test set is predicted ``block`` profiles at a time into running metrics."""
     mean, cov, n_train = moments(expr_path, "expression", split["train"])
     check_variance(cov, expr_path)
     if len(split["train"]) < knn_k:
         raise InputError(expr_path, f"{len(split['train'])} training profiles are fewer than evaluate.knn_k "
                                     f"({knn_k}) neighbours")
-    test_values, test_pos = masked_set(expr_path, "expression", *test_mask)
-    results, info = {}, {"n_train": n_train, "n_test": len(test_values)}
-    results["gene_mean"] = flat_metrics(np.broadcast_to(mean, test_values.shape)[
-        np.arange(len(test_pos))[:, None], test_pos], test_values, test_pos)
-
+    info = {"n_train": n_train, "n_test": len(test_mask[0])}
     val_rows, val_positions = val_mask
     pick = np.sort(np.random.default_rng(seed).permutation(len(val_rows))[:tune_profiles])
     val_values, val_pos = masked_set(expr_path, "expression", val_rows[pick], val_positions[pick])
@@ -226,19 +286,30 @@ def expression_baselines(expr_path, split, val_mask, test_mask, knn_k, knn_refer
         cov, lambda p: float(((conditional_mean(mean, p, val_values, val_pos) - val_true) ** 2).mean()))
     info.update(shrinkage=best_a, shrinkage_val_mse={str(a): m for a, m in tuning.items()})
     log(f"shrinkage chosen on {len(val_values)} val profiles: a = {best_a} (val MSE {tuning[best_a]:.4f})")
-    pred = conditional_mean(mean, precision, test_values, test_pos)
-    results["linear_shrunk"] = flat_metrics(pred, test_values, test_pos)
-
     lw = ledoit_wolf_shrinkage(expr_path, split["train"], seed=seed)
     info["ledoit_wolf_shrinkage"] = lw
-    pred = conditional_mean(mean, np.linalg.inv(shrink(cov, lw)), test_values, test_pos)
-    results["linear_ledoit_wolf"] = flat_metrics(pred, test_values, test_pos)
-
+    precision_lw = np.linalg.inv(shrink(cov, lw))
     ref_rows = np.sort(np.random.default_rng(seed).permutation(split["train"])[:knn_reference])
-    reference = read_rows(expr_path, "expression", ref_rows)
-    pred = knn_predict(reference, test_values, test_pos, k=knn_k)
-    results["knn"] = flat_metrics(pred, test_values, test_pos)
-    info.update(knn_k=knn_k, knn_reference_profiles=len(reference))
+    knn = Knn(read_rows(expr_path, "expression", ref_rows), knn_k)
+    info.update(knn_k=knn_k, knn_reference_profiles=len(ref_rows))
+    methods = {"gene_mean": lambda v, p: mean[p],
+               "linear_shrunk": lambda v, p: conditional_mean(mean, precision, v, p),
+               "linear_ledoit_wolf": lambda v, p: conditional_mean(mean, precision_lw, v, p),
+               "knn": knn.predict}
+    tallies = {name: ExpressionTally(spill_dir) for name in methods}
+
+    def predict(values, pos):
+        return np.take_along_axis(values, pos, axis=1), pos, {name: f(values, pos) for name, f in methods.items()}
+
+    try:
+        for true, pos, predictions in ordered_map(predict, masked_blocks(expr_path, "expression", *test_mask,
+                                                                         block=block)):
+            for name, pred in predictions.items():
+                tallies[name].add(pred, true, pos)
+        results = {name: t.result() for name, t in tallies.items()}
+    finally:
+        for t in tallies.values():
+            t.close()
     for name, m in results.items():
         log(f"{name}: MSE {m['mse']:.4f}, MAE {m['mae']:.4f}, Pearson {m['pearson']:.4f}")
     return results, info

@@ -42,6 +42,39 @@ def _staged(path):
             tmp.unlink()
 
 
+@contextlib.contextmanager
+def parquet_chunks(path, min_rows=1 << 18):
+    """Yield ``write(frame)``: tables appended to one Parquet file at ``path`` (row groups of at least
+    ``min_rows`` rows), so a large table is never held whole."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer, pending = None, []
+
+    def flush():
+        nonlocal writer
+        table = pa.Table.from_pandas(pd.concat(pending, ignore_index=True), preserve_index=False)
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+        pending.clear()
+
+    def write(frame):
+        pending.append(frame)
+        if sum(len(f) for f in pending) >= min_rows:
+            flush()
+
+    try:
+        yield write
+        if pending:
+            flush()
+        if writer is None:
+            pq.write_table(pa.table({}), path)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
 def h5_create(path):
     """Open a new HDF5 file for writing with settings that keep its bytes reproducible."""
     return h5py.File(path, "w", libver=("earliest", "v110"), track_order=False)

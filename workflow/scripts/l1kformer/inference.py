@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from l1kformer.loader import RowBatches
-from l1kformer.model import build_model
+from l1kformer.model import build_model, positions_mask
 
 
 def pick_device(wanted, log, local_rank=0):
@@ -54,11 +54,10 @@ def masked_outputs(model, loader, mask_rows, mask_positions, device, autocast=No
     for rows, values in loader.epoch(0, 0, shuffle=False):
         x = model.task.to_inputs(model, values, device)
         pos = mask_positions[np.searchsorted(mask_rows, rows)].astype(np.int64)
-        masked = torch.zeros(x.shape, dtype=torch.bool, device=device)
-        masked.scatter_(1, torch.from_numpy(pos).to(device), True)
+        index = torch.from_numpy(pos).to(device)
         with autocast():
-            out, _ = model(model.task.mask_inputs(model, x, masked), masked)
-        yield values, pos, out.float(), x[masked]
+            out, _ = model(model.task.mask_inputs(model, x, positions_mask(x, index)), index)
+        yield values, pos, out.float(), x.gather(1, index).reshape(-1)
 
 
 def predict_masked(model, data_path, rows, positions, batch_size=64, device="cpu"):

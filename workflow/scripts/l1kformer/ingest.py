@@ -147,12 +147,8 @@ def _check_range(path, block, sample_ids, gene_ids, limits):
                                f"first {block[i, j]:g} at sample {sample_ids[i]!r}, gene {gene_ids[j]!r}")
 
 
-def _limits(block):
+def _limits(q01, q99):
     """The accepted value range of a file, from its first block's 1st and 99th percentiles."""
-    finite = block[np.isfinite(block)]
-    if finite.size == 0:
-        return -np.inf, np.inf
-    q01, q99 = np.percentile(finite, [1, 99])
     spread = max(q99 - q01, 1e-6)
     return q01 - OUT_OF_RANGE * spread, q99 + OUT_OF_RANGE * spread
 
@@ -186,11 +182,16 @@ def _write(plan, out_expression, out_samples, out_genes, block_rows, level, log)
                     block = block if identity else np.take(block, order, axis=1)
                     block = block if everything else block[keep[start:stop]]
                     ids = m.sample_ids[start:stop][keep[start:stop]]
-                    _check_finite(m.path, block, ids, canonical)
-                    if limits is None and block.size:
-                        limits = _limits(block)
-                        check_level(level, np.percentile(block, [0, 50, 100]), m.path, log)
-                    if limits is not None:
+                    if not block.size:
+                        continue
+                    low, high = block.min(), block.max()  # NaN if any is NaN: one pass, no temporaries
+                    if not (np.isfinite(low) and np.isfinite(high)):
+                        _check_finite(m.path, block, ids, canonical)
+                    if limits is None:
+                        q = np.percentile(block, [0, 1, 50, 99, 100])
+                        limits = _limits(q[1], q[3])
+                        check_level(level, q[[0, 2, 4]], m.path, log)
+                    if low < limits[0] or high > limits[1]:
                         _check_range(m.path, block, ids, canonical, limits)
                     data[row:row + len(block)] = block
                     row += len(block)

@@ -26,7 +26,34 @@ def normalize_id(value):
 
 
 def normalize_ids(values):
-    return [normalize_id(v) for v in values]
+    """:func:`normalize_id` of every value, as an object array of str; vectorised for text (Arrow strings,
+    byte or unicode arrays) and for numbers, element by element only for mixed objects."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.ArrowDtype) and \
+            pa.types.is_string(values.dtype.pyarrow_dtype):
+        text = pa.array(values)
+    else:
+        arr = values if isinstance(values, np.ndarray) else \
+            values.to_numpy() if hasattr(values, "to_numpy") else np.asarray(values, dtype=object)
+        if arr.dtype.kind == "S":
+            try:
+                text = pa.array(arr).cast(pa.string())
+            except pa.ArrowInvalid:  # not UTF-8: Latin-1, as older CMap files are
+                return np.array([normalize_id(v) for v in arr.tolist()], dtype=object)
+        elif arr.dtype.kind == "U":
+            text = pa.array(arr, type=pa.string())
+        elif arr.dtype.kind in "iu":
+            return arr.astype(str).astype(object)
+        elif arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all() and \
+                (np.abs(arr) < 2**53).all():
+            return arr.astype(np.int64).astype(str).astype(object)
+        else:
+            return np.array([normalize_id(v) for v in arr.tolist()], dtype=object)
+    if text.null_count:
+        return np.array([normalize_id(v) for v in text.to_pylist()], dtype=object)
+    return np.asarray(pc.utf8_trim_whitespace(text).to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _table(meta, n):
@@ -40,8 +67,8 @@ class Matrix:
 
     def __init__(self, path, sample_ids, gene_ids, sample_meta=None, gene_meta=None):
         self.path = path
-        self.sample_ids = np.array(normalize_ids(sample_ids), dtype=object)
-        self.gene_ids = np.array(normalize_ids(gene_ids), dtype=object)
+        self.sample_ids = normalize_ids(sample_ids)
+        self.gene_ids = normalize_ids(gene_ids)
         # a file without metadata (GCT 1.2, GCTX with only ids) gets an empty table of the right length
         self.sample_meta = _table(sample_meta, len(self.sample_ids))
         self.gene_meta = _table(gene_meta, len(self.gene_ids))

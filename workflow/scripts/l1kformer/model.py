@@ -50,6 +50,11 @@ class ModelConfig:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
 
 
+def positions_mask(x, index):
+    """batch x genes bool: True at the positions in ``index`` (batch x k)."""
+    return torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device).scatter_(1, index, True)
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg):
         super().__init__()
@@ -83,15 +88,17 @@ class Block(nn.Module):
 class Trainable(nn.Module):
     """What training and evaluation ask of any trunk besides ``forward``, ``hidden`` and ``embeddings``."""
 
-    def configure_optimizer(self, lr, weight_decay, betas=(0.9, 0.95)):
-        """AdamW; weight decay on matrices only (not on biases, norms, [MASK] and fill vectors)."""
+    def configure_optimizer(self, lr, weight_decay, betas=(0.9, 0.95), fused=False):
+        """AdamW; weight decay on matrices only (not on biases, norms, [MASK] and fill vectors);
+        ``fused`` (CUDA): one kernel for the whole update."""
         decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
 
-    def loss(self, out, targets, masked):
-        return out, (None if targets is None else self.task.loss(out, targets[masked]))
+    def loss(self, out, targets, index):
+        """(outputs, the task's loss against ``targets`` at ``index``, or None without targets)."""
+        return out, (None if targets is None else self.task.loss(out, targets.gather(1, index).reshape(-1)))
 
 
 class L1kFormer(Trainable):
@@ -126,13 +133,17 @@ class L1kFormer(Trainable):
             h = block(h)
         return self.norm(h)
 
-    def forward(self, x, masked, targets=None, hide=None):
-        """Outputs at masked positions only, in row-major order of ``masked`` (batch x genes, bool).
+    def forward(self, x, index, targets=None, hide=None):
+        """Outputs at the masked positions only: ``index`` (batch x k, long) holds each profile's masked
+        positions, the same number for every profile, so every shape is fixed (no boolean indexing:
+        the step compiles to one graph). Outputs come in row-major order of ``index``.
 
-        ``hide`` defaults to ``masked`` (training passes BERT's replace share). With ``targets`` (same
-        shape as ``x``) also returns the task's loss over the masked positions.
+        ``hide`` (batch x genes, bool) defaults to the masked positions (training passes BERT's replace
+        share). With ``targets`` (same shape as ``x``) also returns the task's loss there.
         """
-        return self.loss(self.head(self.hidden(x, masked if hide is None else hide)[masked]), targets, masked)
+        h = self.hidden(x, positions_mask(x, index) if hide is None else hide)
+        h = h.gather(1, index.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+        return self.loss(self.head(h).flatten(0, 1), targets, index)
 
     def embeddings(self, x, masked):
         """Per-profile embedding: mean of the last layer over positions (batch x d_model)."""
@@ -188,10 +199,11 @@ class DenseNet(Trainable):
             h = block(h)
         return self.norm(h), context
 
-    def forward(self, x, masked, targets=None, hide=None):
-        """Outputs at masked positions only, in row-major order of ``masked``, and the task's loss."""
+    def forward(self, x, index, targets=None, hide=None):
+        """Outputs at the masked positions ``index`` (batch x k), row-major, and the task's loss."""
+        masked = positions_mask(x, index)
         h, context = self.hidden(x, masked, masked if hide is None else hide)
-        return self.loss(self.head(h, context, masked), targets, masked)
+        return self.loss(self.head(h, context, index), targets, index)
 
     def embeddings(self, x, masked):
         """Per-profile embedding: the last hidden layer (batch x dense_width)."""

@@ -20,8 +20,9 @@ NORMALIZATIONS = ("none", "median_ratio", "median_center")
 MEDIAN_MAX_ROWS = 250_000
 
 
-def rank_genes(values, chunk_rows=256):
-    """Gene indices (int16) of each row of ``values`` (samples x genes), highest value first.
+def rank_genes(values, chunk_rows=256, out=None):
+    """Gene indices (int16) of each row of ``values`` (samples x genes), highest value first; written
+    into ``out`` when given.
 
     Works through ``chunk_rows`` profiles at a time so that the 64-bit keys stay in cache (about
     twice as fast as one pass over a large block).
@@ -30,7 +31,7 @@ def rank_genes(values, chunk_rows=256):
     n, g = values.shape
     if g > np.iinfo(np.int16).max:
         raise ValueError(f"{g} genes do not fit int16 tokens")
-    out = np.empty((n, g), dtype=np.int16)
+    out = np.empty((n, g), dtype=np.int16) if out is None else out
     gene_index = np.arange(g, dtype=np.uint32)
     for start in range(0, n, chunk_rows):
         stop = min(start + chunk_rows, n)
@@ -108,13 +109,35 @@ def rank_file(expression_path, out_path, normalization="none", train_rows=None, 
         with atomic_path(out_path) as tmp, h5_create(tmp) as dst:
             ranks = dst.create_dataset("ranks", shape=(n, g), dtype=np.int16,
                                        chunks=(max(1, min(1024, n)), g), track_times=False)
-            with ThreadPoolExecutor(max(1, threads)) as pool:  # numpy's sort releases the GIL
-                for start, stop in row_blocks(n, block_rows):
-                    block = normalize(data[start:stop], medians, normalization)
-                    parts = np.array_split(block, max(1, threads))
-                    ranks[start:stop] = np.concatenate(list(pool.map(rank_genes, parts)))
+            _rank_blocks(data, ranks, medians, normalization, block_rows, max(1, threads))
             ranks.attrs["normalization"] = normalization
             if medians is not None:
                 h5_write(dst, "gene_medians", medians)
     log(f"ranked {n} profiles x {g} genes (normalisation: {normalization})")
     return n
+
+
+def _rank_blocks(data, ranks, medians, normalization, block_rows, threads):
+    """Rank ``data`` into ``ranks`` (HDF5 datasets) block by block, overlapping I/O with sorting: while
+    the pool sorts block i into a preallocated buffer (numpy's sort releases the GIL), the main thread
+    writes block i - 1 and reads block i + 1."""
+    n, g = data.shape
+    buffers = [np.empty((min(block_rows, n), g), dtype=np.int16) for _ in range(2)]
+    with ThreadPoolExecutor(threads) as pool:
+        previous = None  # (start, stop, buffer, futures) of the block being sorted
+        for i, (start, stop) in enumerate(row_blocks(n, block_rows)):
+            block = normalize(data[start:stop], medians, normalization)
+            out = buffers[i % 2][: stop - start]
+            bounds = np.linspace(0, stop - start, threads + 1).astype(int)
+            futures = [pool.submit(rank_genes, block[a:b], out=out[a:b]) for a, b in zip(bounds, bounds[1:])]
+            if previous is not None:
+                _finish(ranks, *previous)
+            previous = (start, stop, out, futures)
+        if previous is not None:
+            _finish(ranks, *previous)
+
+
+def _finish(ranks, start, stop, out, futures):
+    for f in futures:
+        f.result()
+    ranks[start:stop] = out

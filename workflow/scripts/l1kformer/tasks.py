@@ -21,7 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from l1kformer.metrics import by_position, expression_metrics, score_profile, summarize_rank
+from l1kformer.metrics import ExpressionTally, PositionBins, RankTally, missing_genes, score_rank_block
+from l1kformer.parallel import ordered_map
 
 TASKS = {}
 
@@ -80,7 +81,7 @@ class Task:
         raise NotImplementedError
 
     def dense_head(self, cfg):
-        """The dense trunk's output: outputs at the masked positions from (hidden, context, masked)."""
+        """The dense trunk's output: outputs at the masked positions from (hidden, context, index)."""
         raise NotImplementedError
 
 
@@ -143,13 +144,12 @@ class DensePositionHead(nn.Module):
         nn.init.constant_(self.proj.bias, 0.5)
         self.log_scale = nn.Parameter(torch.tensor(float(np.log(cfg.n_genes))))
 
-    def forward(self, h, context, masked):
+    def forward(self, h, context, index):
         _, visible = context
-        pred = self.proj(h).float()
-        rows, pos = masked.nonzero(as_tuple=True)
-        target = pos.float() / max(1, masked.shape[1] - 1)
-        logits = -((pred[rows] - target[:, None]) ** 2) * self.log_scale.float().exp()
-        return logits.masked_fill(visible[rows], -1e4)
+        pred = self.proj(h).float().unsqueeze(1)  # batch x 1 x genes
+        target = index.float().unsqueeze(-1) / max(1, visible.shape[1] - 1)  # batch x k x 1
+        logits = -((pred - target) ** 2) * self.log_scale.float().exp()
+        return logits.masked_fill(visible.unsqueeze(1), -1e4).flatten(0, 1)
 
 
 class RankTask(Task):
@@ -201,38 +201,37 @@ class RankTask(Task):
         n = max(1, n)
         return {"val_loss": loss / n, "val_top1": top1 / n, "val_mean_rank_error": rank_error / n}
 
-    def evaluate(self, model, batches):
-        """Metrics (as the baselines') and one prediction row per masked position."""
-        parts, records = [], []
-        for values, pos, out in batches:
-            logits = out.view(len(pos), pos.shape[1], -1).cpu().numpy()
-            for seq, p, lg in zip(values, pos, logits):
-                true = seq[p].astype(np.int64)
-                res = score_profile(lg, true)
-                parts.append(res)
-                records.append(_rank_records(len(records), p, true, res))
-        metrics = summarize_rank(parts)
-        pred = pd.concat(records, ignore_index=True)
-        metrics["by_position"] = _rank_by_position(pred, model.cfg.n_genes)
-        return metrics, pred
+    def evaluate(self, model, batches, write):
+        """Metrics (as the baselines') over blocks of profiles; one prediction row per masked position
+        goes to ``write`` (a table per block)."""
+        tally, bins, offset = RankTally(), PositionBins(model.cfg.n_genes), 0
+
+        def score(values, pos, out):
+            true = np.take_along_axis(values, pos, axis=1).astype(np.int64)
+            return pos, true, score_rank_block(out.view(len(pos), pos.shape[1], -1), true)
+
+        # batches are scored on worker threads (on the device of the outputs; the assignment on the CPU)
+        # while the main thread runs the forward pass of the next ones
+        for pos, true, res in ordered_map(score, batches):
+            tally.add(res)
+            bins.add(pos, {"top1": res["pred_gene"] == true, "c_top1": res["c_pred_gene"] == true,
+                           "mean_rank_error": res["rank_error"], "c_mean_rank_error": res["c_rank_error"]})
+            write(_rank_records(offset, pos, true, res))
+            offset += len(pos)
+        return {**tally.summary(), "by_position": bins.result()}
 
 
-def _rank_records(profile, positions, true, res):
-    assigned_position = dict(zip(res["assign_gene"], positions))  # where the assignment put each gene
+def _rank_records(offset, positions, true, res):
+    """One row per masked position; ``assigned_position``: where the assignment put the true gene."""
+    _, local = missing_genes(true)
+    by_gene = np.argsort(res["assign_gene"], axis=1)  # the assignment's genes, sorted, are the missing genes
+    assigned = np.take_along_axis(positions, np.take_along_axis(by_gene, local, axis=1), axis=1)
     return pd.DataFrame({
-        "profile": profile, "position": positions, "true_gene": true, "pred_gene": res["pred_gene"],
-        "c_pred_gene": res["c_pred_gene"], "assign_gene": res["assign_gene"],
-        "assigned_position": [assigned_position[g] for g in true],
-        "rank_error": res["rank_error"], "c_rank_error": res["c_rank_error"]})
-
-
-def _rank_by_position(pred, n_genes):
-    out = {}
-    for name, values in (("top1", pred["pred_gene"] == pred["true_gene"]),
-                         ("c_top1", pred["c_pred_gene"] == pred["true_gene"]),
-                         ("mean_rank_error", pred["rank_error"]), ("c_mean_rank_error", pred["c_rank_error"])):
-        out["bin_start"], out[name] = by_position(pred["position"], values.astype(float), n_genes)
-    return out
+        "profile": np.repeat(np.arange(offset, offset + len(positions)), positions.shape[1]),
+        "position": positions.ravel(), "true_gene": true.ravel(), "pred_gene": res["pred_gene"].ravel(),
+        "c_pred_gene": res["c_pred_gene"].ravel(), "assign_gene": res["assign_gene"].ravel(),
+        "assigned_position": assigned.ravel(), "rank_error": res["rank_error"].ravel(),
+        "c_rank_error": res["c_rank_error"].ravel()})
 
 
 # --- expression mode: the masked values themselves ------------------------------------------------
@@ -331,8 +330,8 @@ class DenseValueHead(nn.Module):
         super().__init__()
         self.proj = nn.Linear(cfg.dense_width, cfg.n_genes)
 
-    def forward(self, h, context, masked):
-        return self.proj(h)[masked]
+    def forward(self, h, context, index):
+        return self.proj(h).gather(1, index).reshape(-1)
 
 
 class ValueHead(nn.Module):
@@ -400,22 +399,20 @@ class ExpressionTask(Task):
         p, t = np.concatenate(preds), np.concatenate(trues)
         return {"val_loss": loss / n, "val_mse": sq_err / n, "val_pearson": float(np.corrcoef(p, t)[0, 1])}
 
-    def evaluate(self, model, batches):
-        """Metrics in original units and one prediction row per masked entry."""
-        preds, trues, profile, gene = [], [], [], []
+    def evaluate(self, model, batches, write):
+        """Metrics in original units over blocks of profiles; one prediction row per masked entry goes
+        to ``write`` (a table per block)."""
         offset = 0
-        for values, pos, out in batches:
-            gene_index = torch.from_numpy(pos.reshape(-1)).to(out.device)
-            preds.append(model.encoder.unstandardize(out, gene_index).cpu().numpy())
-            trues.append(np.take_along_axis(values, pos, axis=1).ravel())
-            profile.append(np.repeat(np.arange(offset, offset + len(pos)), pos.shape[1]))
-            gene.append(pos.ravel())
-            offset += len(pos)
-        pred = pd.DataFrame({"profile": np.concatenate(profile), "gene": np.concatenate(gene),
-                             "true": np.concatenate(trues), "pred": np.concatenate(preds)})
-        metrics = expression_metrics(pred["pred"].to_numpy(), pred["true"].to_numpy(),
-                                     pred["profile"].to_numpy(), pred["gene"].to_numpy())
-        return metrics, pred
+        with ExpressionTally() as tally:
+            for values, pos, out in batches:
+                pred = model.encoder.unstandardize(out, torch.from_numpy(pos.reshape(-1)).to(out.device))
+                pred = pred.double().cpu().numpy().reshape(pos.shape)
+                true = np.take_along_axis(values, pos, axis=1)
+                tally.add(pred, true, pos)
+                write(pd.DataFrame({"profile": np.repeat(np.arange(offset, offset + len(pos)), pos.shape[1]),
+                                    "gene": pos.ravel(), "true": true.ravel(), "pred": pred.ravel()}))
+                offset += len(pos)
+            return tally.result()
 
 
 register(RankTask())

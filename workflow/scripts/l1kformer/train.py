@@ -24,7 +24,7 @@ from l1kformer.fileio import atomic_path
 from l1kformer.inference import autocast_for, masked_outputs, pick_device
 from l1kformer.loader import RowBatches, column_stats
 from l1kformer.mask import n_masked, read_mask
-from l1kformer.model import ModelConfig, build_model
+from l1kformer.model import ModelConfig, build_model, positions_mask
 from l1kformer.split import read_split
 
 MASK_SCHEDULES = ("constant", "linear", "cosine")
@@ -51,6 +51,7 @@ class TrainConfig:
     window_rows: int
     gpus: int
     max_steps_per_epoch: int  # 0: the whole training set each epoch
+    compile: object  # "auto" (CUDA only), True or False: torch.compile the training step's model
 
     def __post_init__(self):
         if self.mask_schedule not in MASK_SCHEDULES:
@@ -93,11 +94,16 @@ def mask_ratio_at(progress, cfg):
     raise ValueError(f"mask_schedule must be one of {MASK_SCHEDULES}")
 
 
-def random_mask(batch, n_genes, ratio, generator, device):
-    """batch x n_genes bool with exactly ceil(ratio x n_genes) True per row, uniformly placed."""
+def random_positions(batch, n_genes, ratio, generator, device):
+    """batch x k masked positions (long, sorted in each row), k = ceil(ratio x n_genes), uniformly
+    placed: the fixed-size index the model takes (no boolean masks, no data-dependent shapes)."""
     keys = torch.rand(batch, n_genes, generator=generator, device=device)
-    idx = keys.topk(max(1, n_masked(ratio, n_genes)), dim=1, largest=False).indices
-    return torch.zeros(batch, n_genes, dtype=torch.bool, device=device).scatter_(1, idx, True)
+    return keys.topk(max(1, n_masked(ratio, n_genes)), dim=1, largest=False).indices.sort(dim=1).values
+
+
+def use_compile(setting, device):
+    """``train.compile``: auto compiles on CUDA only (on the CPU compiling costs more than it saves)."""
+    return device.type == "cuda" if setting == "auto" else bool(setting)
 
 
 def fingerprint(settings, inputs, sources):
@@ -134,11 +140,14 @@ class Job:
         dataset, cfg = self.task.dataset, self.cfg
         self.task.prepare(self.model, lambda: column_stats(data_path, dataset, split["train"], cfg.window_rows))
         self.model.to(self.device)
-        self.optimizer = self.model.configure_optimizer(cfg.lr, cfg.weight_decay)
+        self.optimizer = self.model.configure_optimizer(cfg.lr, cfg.weight_decay, fused=self.device.type == "cuda")
         # With DistributedDataParallel every rank draws the same global batch, masks and corruption
         # (all seeded by (seed, epoch)) and trains on its own slice of it; gradients are averaged
         # across ranks, so N processes follow the single-process run with the same global batch.
         self.net = torch.nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
+        self.compiled = use_compile(cfg.compile, self.device)
+        if self.compiled:  # one graph: fixed-size masks, no host syncs inside the step
+            self.net = torch.compile(self.net)
         self.train_loader = RowBatches(data_path, dataset, split["train"], cfg.batch_size, cfg.window_rows)
         self.val_rows, self.val_positions = val_mask
         self.val_loader = RowBatches(data_path, dataset, self.val_rows, max(cfg.batch_size, 64), cfg.window_rows)
@@ -163,7 +172,8 @@ def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=
         log(f"DistributedDataParallel over {job.world} processes "
             f"({'nccl' if job.device.type == 'cuda' else 'gloo'})")
     log(f"{job.model_cfg.mode} model, {n_params:,} parameters, {len(split['train'])} train / "
-        f"{len(job.val_rows)} val profiles, {job.steps_per_epoch} steps per epoch, device {job.device}")
+        f"{len(job.val_rows)} val profiles, {job.steps_per_epoch} steps per epoch, device {job.device}"
+        f"{', compiled' if job.compiled else ''}")
     while state["epoch"] < job.cfg.epochs and state["bad_epochs"] < job.cfg.patience:
         row = _train_epoch(job, state, progress, log)
         _end_epoch(job, state, row, checkpoint_path, job_id, log)
@@ -211,7 +221,8 @@ def _train_epoch(job, state, progress, log):
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    t0, seen, loss_sum, lr, ratio = time.time(), 0, 0.0, cfg.lr, cfg.mask_start
+    t0, seen, loss_sum, lr, ratio = time.time(), 0, torch.zeros((), dtype=torch.float64, device=device), cfg.lr, \
+        cfg.mask_start
     batches = itertools.islice(job.train_loader.epoch(cfg.seed, epoch), job.steps_per_epoch)
     if progress:
         batches = _progress(batches, job.steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", log)
@@ -223,8 +234,7 @@ def _train_epoch(job, state, progress, log):
         loss_sum += _train_step(job, values, ratio, gen) * len(values)
         state["step"] += 1
         seen += len(values)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    loss_sum = float(loss_sum)  # the epoch's one host sync
     elapsed = time.time() - t0
     metrics = job.task.val_metrics(job.model, masked_outputs(job.model, job.val_loader, job.val_rows,
                                                              job.val_positions, device, job.autocast))
@@ -233,27 +243,28 @@ def _train_epoch(job, state, progress, log):
 
 
 def _train_step(job, values, ratio, gen):
-    """One optimiser step on a batch; returns its mean loss over all ranks (a float)."""
+    """One optimiser step on a batch; returns its mean loss over all ranks (a device tensor: no host
+    sync per step)."""
     x = y = job.task.to_inputs(job.model, values, job.device)
-    masked = random_mask(len(x), job.model_cfg.n_genes, ratio, gen, job.device)
-    inputs, hide = job.task.corrupt(x, masked, job.cfg, job.model_cfg.n_genes, gen)
+    index = random_positions(len(x), job.model_cfg.n_genes, ratio, gen, job.device)
+    inputs, hide = job.task.corrupt(x, positions_mask(x, index), job.cfg, job.model_cfg.n_genes, gen)
     weight = 1.0
     if job.world > 1:  # this rank's slice; the loss weighted so that the DDP average is the global mean
         part = slice(job.rank * len(x) // job.world, (job.rank + 1) * len(x) // job.world)
-        weight = job.world * int(masked[part].sum()) / int(masked.sum())
-        inputs, masked, y = inputs[part], masked[part], y[part]
+        weight = job.world * (part.stop - part.start) / len(x)  # every profile has the same k
+        inputs, index, y = inputs[part], index[part], y[part]
         hide = hide[part] if hide is not None else None
     with job.autocast():
-        _, loss = job.net(inputs, masked, y, hide)
+        _, loss = job.net(inputs, index, y, hide)
     job.optimizer.zero_grad(set_to_none=True)
     (loss * weight).backward()
     if job.cfg.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(job.model.parameters(), job.cfg.grad_clip)
     job.optimizer.step()
-    batch_loss = loss.detach() * weight / job.world
+    batch_loss = loss.detach().float() * weight / job.world
     if job.world > 1:
         torch.distributed.all_reduce(batch_loss)
-    return float(batch_loss)
+    return batch_loss
 
 
 def _end_epoch(job, state, row, checkpoint_path, job_id, log):
