@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole pipeline at seed scale on one GPU: resources/examples/gpu_full.yaml (99,840 simulated
 # profiles, one GPU, training capped at 5 minutes per model), in at most 8 minutes on one H200.
-# Prints results/summary.tsv and each run's history.
+# Prints results/gpu_full/summary.tsv and each run's history.
 #
 # A bare GPU machine has no internet: it runs with the torch, numpy, pandas and h5py it finds, plus
 # wheels placed beside the repository in .whl/ (snakemake and what it needs that is missing there),
@@ -16,9 +16,9 @@ if ! "$PY" -c "import snakemake" 2>/dev/null && ls .whl/*.whl >/dev/null 2>&1; t
 fi
 "$PY" -c "import torch; assert torch.cuda.is_available(), 'no GPU visible'; print(torch.cuda.get_device_name())"
 start=$(date +%s)
-rm -rf results
+rm -rf results/gpu_full
 PYTHONUNBUFFERED=1 timeout 480 "$PY" -m snakemake --cores 16 --resources gpu=1 \
   --configfile resources/examples/gpu_full.yaml --set-threads train=8 embed=8 evaluate=8 --quiet rules
 echo "gpu_pipeline: wall $(( $(date +%s) - start )) s"
-column -t -s $'\t' results/summary.tsv
-for h in results/runs/*/history.tsv; do echo "== $h"; column -t -s $'\t' "$h"; done
+column -t -s $'\t' results/gpu_full/summary.tsv
+for h in results/gpu_full/runs/*/history.tsv; do echo "== $h"; column -t -s $'\t' "$h"; done

@@ -61,20 +61,28 @@ for _key, _problem in _config_problems(config):
     print(f"l1kformer error: config key {_key}: {_problem}", file=sys.stderr)
     sys.exit(1)
 
+RESULTS = config["results_dir"].rstrip("/")
+
+
+def R(path):
+    """A path under the results folder (``results_dir``: one folder per experiment)."""
+    return f"{RESULTS}/{path}"
+
+
 SIMULATED_GCTX = "resources/simulated/l1000_sim.gctx"
 SIMULATED_TRUTH = "resources/simulated/l1000_sim_truth.h5"
 
 # One entry per mode (the package's task of that name, l1kformer/tasks.py): the data file its runs
-# read, the baseline files they are compared with, and the figures drawn per run (the task's
+# read (under the results folder), the baseline files they are compared with, and the figures drawn per run (the task's
 # ``figures``, one report caption each: workflow/report/{mode}_{plot}.rst).
 MODES = {
     "rank": {
-        "data": "results/data/ranks.h5",
+        "data": "data/ranks.h5",
         "baselines": ["rank"],
         "plots": ["training_curves", "genes", "by_position", "heatmap", "baselines"],
     },
     "expression": {
-        "data": "results/data/expression.h5",
+        "data": "data/expression.h5",
         "baselines": ["expression", "oracle"],
         "plots": ["training_curves", "scatter", "worst_genes", "error_vs_level", "baselines"],
     },
@@ -130,9 +138,9 @@ def ingest_inputs(wildcards):
 
 def rank_inputs(wildcards):
     """The split is an input of rank only when gene medians (from train profiles) normalise it."""
-    inputs = {"expression": "results/data/expression.h5"}
+    inputs = {"expression": R("data/expression.h5")}
     if config["rank"]["normalize"] != "none":
-        inputs["split"] = "results/data/split.h5"
+        inputs["split"] = R("data/split.h5")
     return inputs
 
 
@@ -167,11 +175,11 @@ def is_simulated():
 
 def baseline_files(mode):
     """The baseline files a mode's runs are compared with (the oracle only on simulated data)."""
-    return [f"results/baselines/{b}.json" for b in MODES[mode]["baselines"] if b != "oracle" or is_simulated()]
+    return [R(f"baselines/{b}.json") for b in MODES[mode]["baselines"] if b != "oracle" or is_simulated()]
 
 
 def run_data(wildcards):
-    return MODES[run_mode(wildcards.run)]["data"]
+    return R(MODES[run_mode(wildcards.run)]["data"])
 
 
 def run_baselines(wildcards):
@@ -180,8 +188,8 @@ def run_baselines(wildcards):
 
 def summary_inputs(wildcards):
     runs = sorted(config["runs"])
-    inputs = {"metrics": expand("results/runs/{run}/metrics.json", run=runs),
-              "probes": expand("results/runs/{run}/probe.json", run=runs)}
+    inputs = {"metrics": expand(R("runs/{run}/metrics.json"), run=runs),
+              "probes": expand(R("runs/{run}/probe.json"), run=runs)}
     for mode in MODES:
         if runs_of(mode):
             inputs[f"{mode}_baselines"] = baseline_files(mode)
@@ -190,8 +198,8 @@ def summary_inputs(wildcards):
 
 def get_final_output():
     runs = sorted(config["runs"])
-    outputs = ["results/summary.tsv", "results/plots/comparison.png"]
-    outputs += expand("results/runs/{run}/{name}", run=runs, name=["metrics.json", "embeddings_val.parquet"])
+    outputs = [R("summary.tsv"), R("plots/comparison.png")]
+    outputs += expand(R("runs/{run}/{name}"), run=runs, name=["metrics.json", "embeddings_val.parquet"])
     for mode, spec in MODES.items():
-        outputs += expand("results/runs/{run}/plots/{plot}.png", run=runs_of(mode), plot=spec["plots"])
+        outputs += expand(R("runs/{run}/plots/{plot}.png"), run=runs_of(mode), plot=spec["plots"])
     return outputs

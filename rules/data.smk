@@ -7,9 +7,9 @@ rule simulate:
     params:
         settings=section("simulate"),
     log:
-        "results/logs/simulate.log",
+        R("logs/simulate.log"),
     benchmark:
-        "results/benchmarks/simulate.tsv"
+        R("benchmarks/simulate.tsv")
     conda:
         "../envs/l1kformer.yaml"
     script:
@@ -21,15 +21,15 @@ rule ingest:
         unpack(ingest_inputs),
         package=package_files("ingest"),
     output:
-        expression="results/data/expression.h5",
-        samples="results/data/samples.parquet",
-        genes="results/data/genes.tsv",
+        expression=R("data/expression.h5"),
+        samples=R("data/samples.parquet"),
+        genes=R("data/genes.tsv"),
     params:
         settings=section("data", ["n_genes", "gene_key", "gene_match", "orientation", "filters", "level"]),
     log:
-        "results/logs/ingest.log",
+        R("logs/ingest.log"),
     benchmark:
-        "results/benchmarks/ingest.tsv"
+        R("benchmarks/ingest.tsv")
     conda:
         "../envs/l1kformer.yaml"
     script:
@@ -38,16 +38,16 @@ rule ingest:
 
 rule split:
     input:
-        samples="results/data/samples.parquet",
+        samples=R("data/samples.parquet"),
         package=package_files("split"),
     output:
-        split="results/data/split.h5",
+        split=R("data/split.h5"),
     params:
         settings=section("split"),
     log:
-        "results/logs/split.log",
+        R("logs/split.log"),
     benchmark:
-        "results/benchmarks/split.tsv"
+        R("benchmarks/split.tsv")
     conda:
         "../envs/l1kformer.yaml"
     script:
@@ -59,14 +59,14 @@ rule rank:
         unpack(rank_inputs),
         package=package_files("rank"),
     output:
-        ranks="results/data/ranks.h5",
+        ranks=R("data/ranks.h5"),
     params:
         normalize=config["rank"]["normalize"],
     threads: 2
     log:
-        "results/logs/rank.log",
+        R("logs/rank.log"),
     benchmark:
-        "results/benchmarks/rank.tsv"
+        R("benchmarks/rank.tsv")
     conda:
         "../envs/l1kformer.yaml"
     script:
@@ -75,17 +75,17 @@ rule rank:
 
 rule mask:
     input:
-        split="results/data/split.h5",
-        expression="results/data/expression.h5",
+        split=R("data/split.h5"),
+        expression=R("data/expression.h5"),
         package=package_files("mask"),
     output:
-        mask="results/data/mask.h5",
+        mask=R("data/mask.h5"),
     params:
         settings=section("mask"),
     log:
-        "results/logs/mask.log",
+        R("logs/mask.log"),
     benchmark:
-        "results/benchmarks/mask.tsv"
+        R("benchmarks/mask.tsv")
     conda:
         "../envs/l1kformer.yaml"
     script:

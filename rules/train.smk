@@ -1,12 +1,12 @@
 rule train:
     input:
         data=run_data,
-        split="results/data/split.h5",
-        mask="results/data/mask.h5",
+        split=R("data/split.h5"),
+        mask=R("data/mask.h5"),
         package=package_files("train"),
     output:
-        model="results/runs/{run}/model.pt",
-        history="results/runs/{run}/history.tsv",
+        model=R("runs/{run}/model.pt"),
+        history=R("runs/{run}/history.tsv"),
     params:
         settings=lambda wildcards: run_settings(wildcards.run),
     wildcard_constraints:
@@ -15,9 +15,9 @@ rule train:
     resources:
         gpu=lambda wildcards: run_gpus(wildcards.run),
     log:
-        "results/logs/train_{run}.log",
+        R("logs/train_{run}.log"),
     benchmark:
-        "results/benchmarks/train_{run}.tsv"
+        R("benchmarks/train_{run}.tsv")
     conda:
         "../envs/l1kformer-gpu.yaml"
     script:

@@ -268,3 +268,20 @@ def test_warnings_reach_the_terminal_and_the_log(tmp_path, capsys):
         log("WARNING: values look like z-scores")
     assert f"l1kformer warning: values look like z-scores ({tmp_path / 'x.log'})" in capsys.readouterr().err
     assert "WARNING: values look like z-scores" in (tmp_path / "x.log").read_text()
+
+
+def test_units_are_recorded_for_the_reports(tmp_path):
+    """Ingest stores what the values are (log2 Level 3, z-scores, raw), so errors are labelled in those
+    units by the evaluate step, the expression baselines and the plots."""
+    from l1kformer.fileio import data_units
+    from l1kformer.ingest import ingest, units_of
+
+    assert units_of("auto", 3.2, 8.4, 15.0) == "log2" and units_of("auto", 28.0, 900.0, 12090.0) == "raw"
+    assert units_of("auto", -61.0, 0.02, 27.0) == "z" and units_of(4, 0.1, 3.0, 9.0) == "z"
+    rows = [[round(v, 3) for v in np.random.default_rng(i).normal(0, 1, len(GENES))] for i in range(40)]
+    (tmp_path / "z.csv").write_text(csv_text(rows))
+    said = []
+    ingest([tmp_path / "z.csv"], tmp_path / "x.h5", tmp_path / "s.parquet", tmp_path / "g.tsv", gene_table=None,
+           n_genes=5, gene_key="pr_gene_id", gene_match=["pr_gene_id"], orientation="samples_x_genes", filters={},
+           level="auto", log=said.append)
+    assert data_units(tmp_path / "x.h5") == "z" and any("z-scores" in line for line in said)

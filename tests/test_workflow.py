@@ -1,5 +1,7 @@
 """The workflow end to end on a copy in a temporary folder: outputs, rerun scope, determinism, lint."""
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -225,7 +227,8 @@ def test_real_data_example_runs_end_to_end(workflow):
     example["train"] = {"epochs": 1, "d_model": 16, "n_layers": 1, "batch_size": 64}  # tiny, for time
     workflow.set_config(example)
     workflow.run()
-    summary = pd.read_csv(workflow.path / "results/summary.tsv", sep="\t")
+    assert example["results_dir"] == "results/real_l1000"  # its own folder, apart from the default's
+    summary = pd.read_csv(workflow.path / example["results_dir"] / "summary.tsv", sep="\t")
     assert "oracle" not in set(summary["name"])  # real data: no generator, no oracle
     assert {"rank_small", "expr_small", "linear_shrunk", "position_frequency_smoothed"} <= set(summary["name"])
     shrunk = summary.set_index("name").loc["linear_shrunk", "mse"]
@@ -233,3 +236,21 @@ def test_real_data_example_runs_end_to_end(workflow):
     models = summary[summary["kind"] == "model"].set_index("name")
     assert set(models["beats_best_baseline"]) <= {"yes", "no"}  # said plainly, for every run
     assert models.loc["expr_small", "best_baseline"] == "linear_shrunk (mse)"
+
+
+def test_two_experiments_keep_their_own_results(workflow):
+    """``results_dir``: a second config writes its own folder and leaves the first one's results, logs
+    and timings as they were (and up to date)."""
+    target = "baselines/expression.json"
+    workflow.run(f"results/{target}")
+    first = {p: p.stat().st_mtime_ns for p in (workflow.path / "results").rglob("*") if p.is_file()}
+    assert workflow.path / "results" / "logs" / "baselines_expression.log" in first
+    workflow.set_config({"results_dir": "experiments/seed7", "split": {"seed": 7}})
+    workflow.run(f"experiments/seed7/{target}")
+    second = json.loads((workflow.path / "experiments/seed7" / target).read_text())
+    assert (workflow.path / "experiments/seed7/logs/baselines_expression.log").exists()
+    assert (workflow.path / "experiments/seed7/benchmarks/baselines_expression.tsv").exists()
+    assert {p: p.stat().st_mtime_ns for p in (workflow.path / "results").rglob("*") if p.is_file()} == first
+    workflow.set_config({"results_dir": "results", "split": {"seed": 1}})
+    assert "Nothing to be done" in workflow.run("-n", f"results/{target}").stdout  # still up to date
+    assert json.loads((workflow.path / "results" / target).read_text()) != second  # another split, other numbers

@@ -11,4 +11,6 @@ with step(snakemake.log[0]) as log:
     mask = read_mask(snakemake.input.mask)
     results, info = rank_baselines(snakemake.input.ranks, read_split(snakemake.input.split), mask["val"], mask["test"],
                                    log=log, **snakemake.params.settings)
-    write_json(snakemake.output.metrics, {"baselines": results, "settings": {**snakemake.params.settings, **info}})
+    by_position = info.pop("by_position")
+    write_json(snakemake.output.metrics, {"baselines": results, "by_position": by_position,
+                                          "settings": {**snakemake.params.settings, **info}})

@@ -1,7 +1,7 @@
 import torch
 
 from l1kformer.evaluate import evaluate
-from l1kformer.fileio import write_json
+from l1kformer.fileio import data_units, write_json
 from l1kformer.inference import load_model, pick_device
 from l1kformer.mask import read_mask
 from l1kformer.step import job_threads, step
@@ -15,7 +15,8 @@ with step(snakemake.log[0]) as log:
     by_position = metrics.pop("by_position", None)
     result = {"run": snakemake.wildcards.run, "mode": model.cfg.mode, "test": metrics,
               "n_test_profiles": len(rows), "n_masked_per_profile": int(positions.shape[1]),
-              "model_config": ckpt["model_config"], "best_epoch": ckpt["best_epoch"]}
+              "model_config": ckpt["model_config"], "best_epoch": ckpt["best_epoch"],
+              "units": data_units(snakemake.input.data)}
     if by_position is not None:
         result["by_position"] = by_position
     write_json(snakemake.output.metrics, result)

@@ -11,6 +11,7 @@ with step(snakemake.log[0]) as log:
     ctx = {"run": snakemake.wildcards.run, "metrics": metrics, "n_genes": metrics["model_config"]["n_genes"],
            "history": pd.read_csv(snakemake.input.history, sep="\t"),
            "pred": pd.read_parquet(snakemake.input.predictions), "baselines": read_baselines(snakemake.input.baselines),
+           "baseline_by_position": read_baselines(snakemake.input.baselines, "by_position"),
            "gene_names": (genes["pr_gene_symbol"] if "pr_gene_symbol" in genes else genes["gene_id"]).tolist()}
     for name, function in get_task(metrics["mode"]).figures.items():
         getattr(plots, function)(ctx, snakemake.output[name])

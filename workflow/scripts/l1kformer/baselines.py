@@ -25,9 +25,9 @@ from scipy.ndimage import gaussian_filter1d
 
 from l1kformer.errors import InputError
 from l1kformer.loader import RowBatches, in_order, read_rows
+from l1kformer.metrics import (ExpressionTally, PositionBins, PositionTable, RankTally, in_position_order,
+                               score_distance_block, score_table_block)
 from l1kformer.parallel import ordered_map
-from l1kformer.metrics import (ExpressionTally, PositionTable, RankTally, in_position_order, score_distance_block,
-                               score_table_block)
 
 SHRINKAGE_GRID = (0.01, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -77,21 +77,25 @@ def rank_baselines(ranks_path, split, val_mask, test_mask, smoothing_sigma, tune
     predict, info = gaussian_positions(ranks_path, split["train"], val_mask, tune_profiles, log)
     tallies = {name: RankTally() for name in RANK_BASELINES}
 
+    bins = {name: PositionBins(n_genes) for name in RANK_BASELINES}
+
     def score(ranks, pos):
         true = np.take_along_axis(ranks, pos, axis=1).astype(np.int64)
-        return {"position_frequency": score_table_block(tables["position_frequency"], pos, true),
+        return pos, {"position_frequency": score_table_block(tables["position_frequency"], pos, true),
                 "position_frequency_smoothed": score_table_block(tables["position_frequency_smoothed"], pos, true),
                 "mean_rank": score_table_block(tables["mean_rank"], pos, true,
                                                in_position_order(mean_rank[None, :], true)),
                 "gaussian_positions": score_distance_block(predict(ranks, pos), pos, true)}
 
     n_profiles = 0
-    for part in ordered_map(score, masked_blocks(ranks_path, "ranks", *test_mask, block=block)):
+    for pos, part in ordered_map(score, masked_blocks(ranks_path, "ranks", *test_mask, block=block)):
         for name, result in part.items():
             tallies[name].add(result)
-        n_profiles += len(part["mean_rank"]["top1"])
+            bins[name].add(pos, {"mean_rank_error": result["rank_error"], "c_mean_rank_error": result["c_rank_error"]})
+        n_profiles += len(pos)
     log(f"rank baselines on {n_profiles} test profiles x {test_mask[1].shape[1]} masked positions")
     # distances, not probabilities, for mean_rank and gaussian_positions: no cross-entropy (None)
+    info["by_position"] = {name: b.result() for name, b in bins.items()}  # for the runs' by-position figure
     return {name: t.summary() for name, t in tallies.items()}, info
 
 

@@ -128,9 +128,17 @@ def read_json(path):
         return json.load(f)
 
 
-def read_baselines(paths):
-    """The methods of several baseline files (``results/baselines/*.json``) in one dict, by name."""
+def data_units(path):
+    """The units of a data file's values (``units`` attribute written by ingest; None for ranks)."""
+    with h5py.File(path, "r") as h5:
+        units = h5.attrs.get("units")
+    return None if units is None else str(units)
+
+
+def read_baselines(paths, part="baselines"):
+    """The methods of several baseline files (``results/baselines/*.json``) in one dict, by name: their
+    test metrics, or another ``part`` of the files (``by_position``) where they have it."""
     merged = {}
     for path in paths:
-        merged.update(read_json(path)["baselines"])
+        merged.update(read_json(path).get(part, {}))
     return dict(sorted(merged.items()))

@@ -165,6 +165,17 @@ def check_level(level, q, where, log):
             f"set data.level: 4 if that is meant (errors are then in z units)")
     if level == 4 and low >= 0:
         log(f"WARNING: {where}: data.level is 4 (z-scores) but no value is negative")
+    return units_of(level, low, median, high)
+
+
+def units_of(level, low, median, high):
+    """The units errors are reported in: ``log2`` (Level 3), ``z`` (Level 4) or ``raw`` (not log2),
+    as declared by ``data.level`` or, for ``auto``, as the values look."""
+    if level in (3, 4):
+        return {3: "log2", 4: "z"}[level]
+    if high > 20 and low >= 0:
+        return "raw"
+    return "z" if low < 0 and abs(median) < 1 else "log2"
 
 
 def _write(plan, out_expression, out_samples, out_genes, block_rows, level, log):
@@ -174,7 +185,7 @@ def _write(plan, out_expression, out_samples, out_genes, block_rows, level, log)
         with h5_create(tmp_x) as h5:
             data = h5.create_dataset("expression", shape=(total, len(canonical)), dtype=np.float32,
                                      chunks=(min(CHUNK_ROWS, total), len(canonical)), track_times=False)
-            row = 0
+            row, units = 0, None
             for m, order, keep in zip(plan.matrices, plan.orders, plan.keeps):
                 limits, identity, everything = None, np.array_equal(order, np.arange(len(order))), keep.all()
                 for start, stop in row_blocks(m.n_samples, block_rows):
@@ -190,13 +201,15 @@ def _write(plan, out_expression, out_samples, out_genes, block_rows, level, log)
                     if limits is None:
                         q = np.percentile(block, [0, 1, 50, 99, 100])
                         limits = _limits(q[1], q[3])
-                        check_level(level, q[[0, 2, 4]], m.path, log)
+                        file_units = check_level(level, q[[0, 2, 4]], m.path, log)  # warns per file
+                        units = units or file_units
                     if low < limits[0] or high > limits[1]:
                         _check_range(m.path, block, ids, canonical, limits)
                     data[row:row + len(block)] = block
                     row += len(block)
             h5_write_strings(h5, "sample_id", plan.samples)
             h5_write_strings(h5, "gene_id", canonical)
+            h5.attrs["units"] = units or "log2"  # what errors on these values are measured in (plots, logs)
         frames = []
         for m, keep in zip(plan.matrices, plan.keeps):
             meta = m.sample_meta.loc[keep].reset_index(drop=True)

@@ -73,7 +73,8 @@ class Task:
     def val_metrics(self, model, batches):
         raise NotImplementedError
 
-    def evaluate(self, model, batches):
+    def evaluate(self, model, batches, write):
+        """Test metrics over ``batches`` of (values, positions, outputs); prediction tables to ``write``."""
         raise NotImplementedError
 
     def dense_encoder(self, cfg):
@@ -155,7 +156,7 @@ class DensePositionHead(nn.Module):
 class RankTask(Task):
     name = "rank"
     dataset = "ranks"
-    figures = {"training_curves": "rank_training_curves", "genes": "gene_hexbin",
+    figures = {"training_curves": "rank_training_curves", "genes": "gene_errors",
                "by_position": "rank_error_by_position", "heatmap": "position_heatmap",
                "baselines": "rank_vs_baselines"}
     summary_columns = ("ce", "top1", "top5", "mean_rank_error", "c_ce", "c_top1", "c_top5",
