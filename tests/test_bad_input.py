@@ -285,3 +285,29 @@ def test_units_are_recorded_for_the_reports(tmp_path):
            n_genes=5, gene_key="pr_gene_id", gene_match=["pr_gene_id"], orientation="samples_x_genes", filters={},
            level="auto", log=said.append)
     assert data_units(tmp_path / "x.h5") == "z" and any("z-scores" in line for line in said)
+
+
+@pytest.mark.parametrize("exc", [
+    PermissionError(13, "Permission denied", "results/data/split.h5"),
+    OSError("Unable to synchronously create file (unable to open file: name = 'results/data/split.h5', "
+            "errno = 28, error message = 'No space left on device', flags = 13, o_flags = 242)"),
+], ids=["permission", "h5py_disk_full"])
+def test_an_unwritable_results_folder_is_one_line(tmp_path, capsys, exc):
+    """(Permissions cannot be tested by writing: the tests may run as root.)"""
+    from l1kformer.step import step
+
+    with pytest.raises(SystemExit) as stop:
+        with step(tmp_path / "x.log"):
+            raise exc
+    assert stop.value.code == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("l1kformer error: results/data/split.h5: cannot write it (") and "\n" not in line
+
+
+def test_other_os_errors_keep_their_traceback(tmp_path):
+    from l1kformer.step import step
+
+    with pytest.raises(FileNotFoundError):
+        with step(tmp_path / "x.log"):
+            raise FileNotFoundError(2, "No such file or directory", "a bug, not bad input")
+    assert "Traceback" in (tmp_path / "x.log").read_text()

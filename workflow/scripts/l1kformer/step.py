@@ -1,7 +1,9 @@
 """Running one pipeline step from a script: a log file, one-line errors, a non-zero exit."""
 
 import contextlib
+import errno
 import os
+import re
 import sys
 import time
 import traceback
@@ -35,11 +37,38 @@ def step(log_path):
             print(line, file=log_file)
             print(line, file=terminal)
             sys.exit(1)
+        except OSError as exc:
+            line = _unwritable(exc)
+            if line is None:
+                traceback.print_exc(file=log_file)
+                raise
+            print(line, file=log_file)
+            print(line, file=terminal)
+            sys.exit(1)
         except BaseException:
             traceback.print_exc(file=log_file)
             raise
         finally:
             sys.stderr = terminal
+
+
+UNWRITABLE = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+              errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on the device",
+              errno.EDQUOT: "disk quota exceeded"}
+
+
+def _unwritable(exc):
+    """One line for an output that cannot be written (permissions, a read-only or full disk), else None.
+    h5py reports the C library's errno only inside its message."""
+    code = exc.errno
+    if code is None:
+        found = re.search(r"errno = (\d+)", str(exc))
+        code = int(found.group(1)) if found else None
+    if code not in UNWRITABLE:
+        return None
+    where = exc.filename or (re.search(r"name = '([^']+)'", str(exc)) or [None, "an output"])[1]
+    return (f"l1kformer error: {where}: cannot write it ({UNWRITABLE[code]}); check that the results "
+            f"folder (results_dir) is writable and has space")
 
 
 def job_threads(allotted):
