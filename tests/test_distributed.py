@@ -60,3 +60,27 @@ def test_two_gloo_processes_match_one_process(tmp_path, mode):
     np.testing.assert_allclose(h2["train_loss"], h1["train_loss"], rtol=1e-4)
     np.testing.assert_allclose(h2["val_loss"], h1["val_loss"], rtol=1e-4)
     assert not (d / "ddp_ckpt.pt").exists()
+
+
+def test_bad_input_in_a_process_reaches_the_job_as_one_line(tmp_path):
+    """A non-finite loss under torchrun: launch() raises the same InputError as a one-process run (the
+    step turns it into one line), not a CalledProcessError with tracebacks."""
+    import h5py
+
+    from l1kformer.distributed import launch
+    from l1kformer.errors import InputError
+
+    d, split, mask = make_tiny_data(tmp_path)
+    with h5py.File(d / "expression.h5", "r+") as h5:
+        x = h5["expression"][()]
+        x[mask["val"][0][0], mask["val"][1][0][0]] = 3e38
+        h5["expression"][...] = x
+    write_h5(d / "split.h5", split)
+    write_h5(d / "mask.h5", mask)
+    job = dict(settings=settings("expression", epochs=2, device="cpu"), data_path=str(d / "expression.h5"),
+               split_path=str(d / "split.h5"), mask_path=str(d / "mask.h5"), model_path=str(d / "m.pt"),
+               history_path=str(d / "h.tsv"), checkpoint_path=str(d / "ckpt.pt"), name="expr_ddp")
+    sys.path.insert(0, str(ROOT / "workflow" / "scripts"))  # launch() passes sys.path on to torchrun
+    with pytest.raises(InputError, match=r"runs.expr_ddp: epoch 1: val_loss not finite"):
+        launch(job, 2, 2, str(d / "ddp.log"), str(d / "job.json"), log=lambda m: None)
+    assert not (d / "m.pt").exists() and not (d / "ckpt.pt").exists() and not (d / "job.json").exists()

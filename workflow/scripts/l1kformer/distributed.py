@@ -14,6 +14,8 @@ import sys
 
 import torch
 
+from l1kformer.errors import InputError
+
 
 def launch(job, n_proc, threads, log_path, spec_path, log=print):
     """Run ``run_training(**job)`` in ``n_proc`` processes under torchrun; the job file is removed
@@ -25,10 +27,20 @@ def launch(job, n_proc, threads, log_path, spec_path, log=print):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_proc}",
                "-m", "l1kformer.distributed", str(spec_path)]
         log("launching: " + " ".join(cmd))
-        subprocess.run(cmd, env=env, check=True, stdout=sys.stderr, stderr=sys.stderr)
+        proc = subprocess.run(cmd, env=env, stdout=sys.stderr, stderr=sys.stderr)
+        if proc.returncode != 0:
+            if os.path.exists(_error_path(spec_path)):  # bad input in a process: its one line, as without DDP
+                with open(_error_path(spec_path)) as f:
+                    raise InputError(**json.load(f))
+            raise subprocess.CalledProcessError(proc.returncode, cmd)
     finally:
-        if os.path.exists(spec_path):
-            os.remove(spec_path)
+        for path in (spec_path, _error_path(spec_path)):
+            if os.path.exists(path):
+                os.remove(path)
+
+
+def _error_path(spec_path):
+    return f"{spec_path}.error"
 
 
 def main(spec_path):
@@ -50,6 +62,12 @@ def main(spec_path):
 
     try:
         run_training(log=log, **job)
+    except InputError as exc:  # every rank sees the same data; rank 0 hands the one line to launch()
+        log(f"l1kformer error: {exc}")
+        if rank == 0:
+            with open(_error_path(spec_path), "w") as f:
+                json.dump({"where": exc.where, "problem": exc.problem}, f)
+        raise SystemExit(1) from None
     finally:
         torch.distributed.destroy_process_group()
 
