@@ -200,7 +200,7 @@ def comparison(summary, panels, path):
         rows = summary[(summary["mode"] == mode) & summary[col].notna()]
         colors = ["C3" if k == "model" else "C0" for k in rows["kind"]]
         bars = ax.bar(range(len(rows)), rows[col], color=colors)
-        ax.bar_label(bars, fmt="%.3g", fontsize=8)
+        ax.bar_label(bars, fmt="%.4g", fontsize=8)
         ax.set_xticks(range(len(rows)), rows["name"], rotation=35, ha="right")
         ax.set(ylabel=f"test {col} ({'lower' if best == 'min' else 'higher'} is better)",
                title=f"{mode} mode: models (red) and baselines (blue)")
