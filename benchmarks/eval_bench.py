@@ -70,33 +70,32 @@ mask, split = read_mask(d + '/m.h5'), read_split(d + '/split.h5')
 t = time.perf_counter()  # imports and the mask file are not timed
 """
 
+EVALUATE = """
+model, _ = load_model(d + '/{mode}.pt')
+res = evaluate(model, d + '/{data}', *mask['test'], d + '/pred_{mode}.parquet')
+seconds = time.perf_counter() - t
+t = time.perf_counter()
+for _ in predict_masked(model, d + '/{data}', *mask['test']):
+    pass
+out = {{'seconds': seconds, 'forward_seconds': time.perf_counter() - t, '{metric}': res['{metric}']}}
+"""
+
+
+def evaluate_step(mode, data, metric):
+    """The evaluate step of one mode (its model, its data file, the metric it reports)."""
+    return EVALUATE.replace("{mode}", mode).replace("{data}", data).replace("{metric}", metric)
+
 STEPS = {
     "rank_baselines": """
 res, _ = rank_baselines(d + '/r.h5', split, mask['val'], mask['test'], log=lambda m: None, **{rank!r})
 out = {{'seconds': time.perf_counter() - t, 'c_mean_rank_error': res['gaussian_positions']['c_mean_rank_error']}}
 """,
-    "evaluate_rank": """
-model, _ = load_model(d + '/rank.pt')
-res = evaluate(model, d + '/r.h5', *mask['test'], d + '/pred_rank.parquet')
-seconds = time.perf_counter() - t
-t = time.perf_counter()
-for _ in predict_masked(model, d + '/r.h5', *mask['test']):
-    pass
-out = {{'seconds': seconds, 'forward_seconds': time.perf_counter() - t, 'c_top1': res['c_top1']}}
-""",
+    "evaluate_rank": evaluate_step("rank", "r.h5", "c_top1"),
     "expression_baselines": """
 res, _ = expression_baselines(d + '/x.h5', split, mask['val'], mask['test'], log=lambda m: None, **{expression!r})
 out = {{'seconds': time.perf_counter() - t, 'linear_shrunk_mse': res['linear_shrunk']['mse']}}
 """,
-    "evaluate_expression": """
-model, _ = load_model(d + '/expression.pt')
-res = evaluate(model, d + '/x.h5', *mask['test'], d + '/pred_expression.parquet')
-seconds = time.perf_counter() - t
-t = time.perf_counter()
-for _ in predict_masked(model, d + '/x.h5', *mask['test']):
-    pass
-out = {{'seconds': seconds, 'forward_seconds': time.perf_counter() - t, 'mse': res['mse']}}
-""",
+    "evaluate_expression": evaluate_step("expression", "x.h5", "mse"),
 }
 
 TAIL = """

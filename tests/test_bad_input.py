@@ -67,9 +67,14 @@ def case_truncated_hdf5(d):
     return ["cut.gctx"], {}, ("cut.gctx", "truncated or corrupt")
 
 
-def case_gct_dims(d):
+def gct_text(version="#1.2", declared_genes=len(GENES)):
+    """A GCT of the 5 genes x 3 samples, with the version line and gene count given."""
     body = "\n".join(f"{g}\tdesc\t" + "\t".join(str(5.0 + k) for k in range(3)) for g in GENES)
-    (d / "dims.gct").write_text(f"#1.2\n6\t3\nName\tDescription\ta\tb\tc\n{body}\n")
+    return f"{version}\n{declared_genes}\t3\nName\tDescription\ta\tb\tc\n{body}\n"
+
+
+def case_gct_dims(d):
+    (d / "dims.gct").write_text(gct_text(declared_genes=6))
     return ["dims.gct"], {}, ("dims.gct", "declares 6 genes")
 
 
@@ -97,8 +102,7 @@ def case_unsupported_format(d):
 
 
 def case_gct_version(d):
-    body = "\n".join(f"{g}\tdesc\t" + "\t".join(str(5.0 + k) for k in range(3)) for g in GENES)
-    (d / "v19.gct").write_text(f"#1.9\n5\t3\nName\tDescription\ta\tb\tc\n{body}\n")
+    (d / "v19.gct").write_text(gct_text(version="#1.9"))
     return ["v19.gct"], {}, ("v19.gct", "GCT version line '#1.9' is not #1.2 or #1.3")
 
 
