@@ -21,27 +21,18 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.special import log_softmax
-from scipy.stats import rankdata
 
 RANK_SUMMARY = {"ce": "ce", "top1": "top1", "top5": "top5", "rank_error": "mean_rank_error", "c_ce": "c_ce",
                 "c_top1": "c_top1", "c_top5": "c_top5", "c_rank_error": "c_mean_rank_error",
                 "assign_top1": "assign_top1"}
 
 
-def _above_and_tied(scores, target):
-    """Per row: how many scores exceed the target's, and which scores equal it (the target included)."""
-    true = np.take_along_axis(scores, target[:, None], axis=1)
-    return (scores > true).sum(axis=1), scores == true
-
-
-def _rank_error(above, tied):
-    return above + 0.5 * (tied.sum(axis=1) - 1)
-
-
 def rank_error(scores, target):
     """Genes scored above the target, ties (other than the target itself) counted half: the expected
-    number above under random tie-breaking, so a constant score cannot look perfect."""
-    return _rank_error(*_above_and_tied(scores, target))
+    number above under random tie-breaking, so a constant score cannot look perfect (numpy rows; the
+    blocked scoring counts the same in :func:`_counted`)."""
+    true = np.take_along_axis(scores, target[:, None], axis=1)
+    return (scores > true).sum(axis=1) + 0.5 * ((scores == true).sum(axis=1) - 1)
 
 
 def hungarian(scores, transposed=False):
@@ -107,10 +98,9 @@ class PositionTable:
         self.place = np.empty(self.table.shape, dtype=np.int64)
         np.put_along_axis(self.place, order, np.arange(n_genes)[None, :], axis=1)
         self.pred = order[:, 0]
-        if with_ce:
+        if with_ce:  # as in _counted
             t = torch.from_numpy(self.table)
-            top = t.amax(-1, keepdim=True)
-            self.ce = (-((t - top) - (t - top).exp().sum(-1, keepdim=True).log())).numpy()
+            self.ce = (torch.logsumexp(t, -1, keepdim=True) - t).numpy()
 
     def score(self, positions, true):
         """Unconstrained metrics of profiles x k (positions, true genes), numpy."""
@@ -385,20 +375,6 @@ def grouped_correlations(pred, true, groups, spearman=False):
     return float(np.mean(out)) if out else float("nan")
 
 
-def row_correlations(pred, true, spearman=False):
-    """Pearson (or Spearman) r of each row of two profiles x k arrays; NaN where a row is constant."""
-    if spearman:
-        pred, true = rankdata(pred, axis=1), rankdata(true, axis=1)
-    flat = (np.ptp(pred, axis=1) == 0) | (np.ptp(true, axis=1) == 0)
-    p = pred - pred.mean(axis=1, keepdims=True)
-    t = true - true.mean(axis=1, keepdims=True)
-    denom = np.sqrt((p * p).sum(axis=1) * (t * t).sum(axis=1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (p * t).sum(axis=1) / denom
-    r[flat | ~(denom > 0)] = np.nan
-    return r
-
-
 class ExpressionTally:
     """The metrics of :func:`expression_metrics` over blocks of profiles (one row per profile).
 
@@ -439,12 +415,11 @@ class ExpressionTally:
         both = np.stack([pred.ravel(), true.ravel()])
         self.lo, self.hi = np.minimum(self.lo, both.min(axis=1)), np.maximum(self.hi, both.max(axis=1))
         self._merge(both)
-        if pred.shape[1] >= 3:
-            for name, spearman in (("profile_pearson", False), ("profile_spearman", True)):
-                r = row_correlations(pred, true, spearman)
-                r = r[np.isfinite(r)]
-                self.rows[name][0] += float(r.sum())
-                self.rows[name][1] += len(r)
+        profile = np.repeat(np.arange(len(pred)), pred.shape[1])  # one row per profile
+        for name, spearman in (("profile_pearson", False), ("profile_spearman", True)):
+            r = _correlations(pred.ravel(), true.ravel(), profile, spearman)
+            self.rows[name][0] += float(np.sum(r))
+            self.rows[name][1] += len(r)
         self.n_genes = max(self.n_genes, int(np.max(gene)) + 1)
         for (name, dtype), values in zip(self.SPILL, (gene, pred, true)):
             self._files[name].write(np.ascontiguousarray(values, dtype=dtype).tobytes())
