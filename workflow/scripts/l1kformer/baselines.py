@@ -24,7 +24,7 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from l1kformer.errors import InputError
-from l1kformer.loader import RowBatches, in_order, read_rows
+from l1kformer.loader import RowBatches, in_order, masked_batches, read_rows
 from l1kformer.metrics import (ExpressionTally, PositionBins, PositionTable, RankTally, in_position_order,
                                score_distance_block, score_table_block)
 from l1kformer.parallel import ordered_map
@@ -54,10 +54,9 @@ def position_counts(ranks_path, train_rows, n_genes):
 RANK_BASELINES = ("position_frequency", "position_frequency_smoothed", "mean_rank", "gaussian_positions")
 
 
-def masked_blocks(path, dataset, mask_rows, mask_positions, block=256, window_rows=16384):
+def masked_blocks(path, dataset, mask_rows, mask_positions, block=256):
     """(values, positions) of a statically masked set, ``block`` profiles at a time, in row order."""
-    for rows, values in RowBatches(path, dataset, mask_rows, block, window_rows).epoch(0, 0, shuffle=False):
-        yield values, mask_positions[np.searchsorted(mask_rows, rows)].astype(np.int64)
+    return masked_batches(RowBatches(path, dataset, mask_rows, block), mask_rows, mask_positions)
 
 
 def rank_baselines(ranks_path, split, val_mask, test_mask, smoothing_sigma, tune_profiles, log=print, block=128):
@@ -76,16 +75,15 @@ def rank_baselines(ranks_path, split, val_mask, test_mask, smoothing_sigma, tune
               "mean_rank": PositionTable(distance_scores(mean_rank, np.arange(n_genes)), with_ce=False)}
     predict, info = gaussian_positions(ranks_path, split["train"], val_mask, tune_profiles, log)
     tallies = {name: RankTally() for name in RANK_BASELINES}
-
     bins = {name: PositionBins(n_genes) for name in RANK_BASELINES}
 
     def score(ranks, pos):
         true = np.take_along_axis(ranks, pos, axis=1).astype(np.int64)
-        return pos, {"position_frequency": score_table_block(tables["position_frequency"], pos, true),
-                "position_frequency_smoothed": score_table_block(tables["position_frequency_smoothed"], pos, true),
-                "mean_rank": score_table_block(tables["mean_rank"], pos, true,
-                                               in_position_order(mean_rank[None, :], true)),
-                "gaussian_positions": score_distance_block(predict(ranks, pos), pos, true)}
+        return pos, {
+            "position_frequency": score_table_block(tables["position_frequency"], pos, true),
+            "position_frequency_smoothed": score_table_block(tables["position_frequency_smoothed"], pos, true),
+            "mean_rank": score_table_block(tables["mean_rank"], pos, true, in_position_order(mean_rank[None, :], true)),
+            "gaussian_positions": score_distance_block(predict(ranks, pos), pos, true)}
 
     n_profiles = 0
     for pos, part in ordered_map(score, masked_blocks(ranks_path, "ranks", *test_mask, block=block)):
@@ -267,9 +265,6 @@ def flat_metrics(pred, values, positions, spill_dir=None):
     with ExpressionTally(spill_dir) as tally:
         tally.add(pred, np.take_along_axis(values, positions, axis=1), positions)
         return tally.result()
-
-
-EXPRESSION_BASELINES = ("gene_mean", "linear_shrunk", "linear_ledoit_wolf", "knn")
 
 
 def expression_baselines(expr_path, split, val_mask, test_mask, knn_k, knn_reference, tune_profiles, seed=0,

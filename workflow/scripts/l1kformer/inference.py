@@ -2,10 +2,9 @@
 
 import contextlib
 
-import numpy as np
 import torch
 
-from l1kformer.loader import RowBatches
+from l1kformer.loader import RowBatches, masked_batches
 from l1kformer.model import build_model, positions_mask
 
 
@@ -51,9 +50,8 @@ def masked_outputs(model, loader, mask_rows, mask_positions, device, autocast=No
     """
     model.eval()
     autocast = autocast or autocast_for(device)
-    for rows, values in loader.epoch(0, 0, shuffle=False):
+    for values, pos in masked_batches(loader, mask_rows, mask_positions):
         x = model.task.to_inputs(model, values, device)
-        pos = mask_positions[np.searchsorted(mask_rows, rows)].astype(np.int64)
         index = torch.from_numpy(pos).to(device)
         with autocast():
             out, _ = model(model.task.mask_inputs(model, x, positions_mask(x, index)), index)

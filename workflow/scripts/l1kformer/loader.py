@@ -49,6 +49,13 @@ class RowBatches:
                 yield carry_rows, carry_values
 
 
+def masked_batches(loader, mask_rows, mask_positions):
+    """(values, positions) per batch of ``loader`` (a :class:`RowBatches` over the statically masked
+    ``mask_rows``, sorted), in row order: each profile's masked positions (``mask_positions``) as int64."""
+    for rows, values in loader.epoch(0, 0, shuffle=False):
+        yield values, mask_positions[np.searchsorted(mask_rows, rows)].astype(np.int64)
+
+
 def in_order(path, dataset, rows, window_rows=16384):
     """(rows, values) of ``rows`` in row order, a window of the file at a time."""
     return RowBatches(path, dataset, rows, batch_size=window_rows, window_rows=window_rows, mix=1).epoch(

@@ -30,21 +30,21 @@ def step(log_path):
             if message.startswith("WARNING"):  # warnings reach the terminal too
                 print(f"l1kformer warning{message[len('WARNING'):]} ({log_path})", file=terminal, flush=True)
 
-        try:
-            yield log
-        except InputError as exc:
-            line = f"l1kformer error: {exc}"
+        def fail(line):
             print(line, file=log_file)
             print(line, file=terminal)
             sys.exit(1)
+
+        try:
+            yield log
+        except InputError as exc:
+            fail(f"l1kformer error: {exc}")
         except OSError as exc:
             line = _unwritable(exc)
             if line is None:
                 traceback.print_exc(file=log_file)
                 raise
-            print(line, file=log_file)
-            print(line, file=terminal)
-            sys.exit(1)
+            fail(line)
         except BaseException:
             traceback.print_exc(file=log_file)
             raise

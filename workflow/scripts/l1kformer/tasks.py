@@ -215,7 +215,7 @@ class RankTask(Task):
         # while the main thread runs the forward pass of the next ones
         for pos, true, res in ordered_map(score, batches):
             tally.add(res)
-            bins.add(pos, {"top1": res["pred_gene"] == true, "c_top1": res["c_pred_gene"] == true,
+            bins.add(pos, {"top1": res["top1"], "c_top1": res["c_top1"],
                            "mean_rank_error": res["rank_error"], "c_mean_rank_error": res["c_rank_error"]})
             write(_rank_records(offset, pos, true, res))
             offset += len(pos)

@@ -221,8 +221,8 @@ def _train_epoch(job, state, progress, log):
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + epoch)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    t0, seen, loss_sum, lr, ratio = time.time(), 0, torch.zeros((), dtype=torch.float64, device=device), cfg.lr, \
-        cfg.mask_start
+    t0, seen, lr, ratio = time.time(), 0, cfg.lr, cfg.mask_start
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no sync per step
     batches = itertools.islice(job.train_loader.epoch(cfg.seed, epoch), job.steps_per_epoch)
     if progress:
         batches = _progress(batches, job.steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", log)
