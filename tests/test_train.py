@@ -96,6 +96,30 @@ def test_loss_ignores_unmasked_positions(mode):
     assert not torch.equal(loss, model(inputs, index, changed)[1])
 
 
+
+def test_rank_scores_only_the_missing_genes():
+    """A gene shown at an unmasked position cannot be the answer at a masked one: the transformer never
+    scores it there (in training, under the BERT corruption of the masked positions, and in evaluation),
+    and the true gene of every masked position stays a candidate, so the loss is finite."""
+    torch.manual_seed(0)
+    model = L1kFormer(model_config("rank"))
+    gen = torch.Generator().manual_seed(3)
+    x = torch.stack([torch.randperm(N_GENES, generator=gen) for _ in range(5)])
+    index = random_positions(5, N_GENES, 0.25, gen, "cpu")
+    masked = positions_mask(x, index)
+    cfg = type("Cfg", (), {"mask_replace": 0.4, "mask_random": 0.3})()  # every kind of corruption occurs
+    corrupted, _ = model.task.corrupt(x, masked, cfg, N_GENES, gen)
+    for inputs in (model.task.mask_inputs(model, x, masked), corrupted):
+        out, loss = model(inputs, index, x)
+        assert torch.isfinite(loss)
+        out = out.view(5, index.shape[1], N_GENES)
+        for b in range(5):
+            missing = set(x[b, index[b]].tolist())
+            low = {g for g in range(N_GENES) if bool((out[b, :, g] < -1e3).all())}
+            assert low == set(range(N_GENES)) - missing
+    assert ((corrupted != model.encoder.mask_id) & masked).any()  # random and kept genes were shown
+
+
 def test_expression_mask_does_not_leak_the_value():
     torch.manual_seed(0)
     model = L1kFormer(model_config("expression"))

@@ -143,7 +143,7 @@ class L1kFormer(Trainable):
         """
         h = self.hidden(x, positions_mask(x, index) if hide is None else hide)
         h = h.gather(1, index.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
-        return self.loss(self.head(h).flatten(0, 1), targets, index)
+        return self.loss(self.task.restrict(self.head(h).flatten(0, 1), x, index), targets, index)
 
     def embeddings(self, x, masked):
         """Per-profile embedding: mean of the last layer over positions (batch x d_model)."""

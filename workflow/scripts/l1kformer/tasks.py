@@ -67,6 +67,10 @@ class Task:
         """Inputs with the static mask applied (evaluation)."""
         return x
 
+    def restrict(self, out, x, index):
+        """The transformer's outputs at ``index`` given what the inputs ``x`` show elsewhere."""
+        return out
+
     def loss(self, out, target):
         raise NotImplementedError
 
@@ -187,11 +191,22 @@ class RankTask(Task):
     def mask_inputs(self, model, x, masked):
         return x.masked_fill(masked, model.encoder.mask_id)
 
+    def restrict(self, out, x, index):
+        """A gene shown at an unmasked position cannot sit at a masked one: its logit there is set very
+        low (as the dense head does), so the model is trained and scored on the missing genes only, which
+        is what the constrained metrics and the assignment ask. ``x`` outside ``index`` holds the true
+        genes in training (corruption touches masked positions only) and in evaluation alike."""
+        n = out.shape[-1]
+        shown = x.scatter(1, index, n)  # masked positions -> one spare id, dropped below
+        visible = torch.zeros(x.shape[0], n + 1, dtype=torch.bool, device=x.device).scatter_(1, shown, True)
+        return out.view(*index.shape, n).masked_fill(visible[:, :n].unsqueeze(1), -1e4).flatten(0, 1)
+
     def loss(self, out, target):
         return F.cross_entropy(out.float(), target.long())
 
     def val_metrics(self, model, batches):
-        """Cross-entropy, top-1 and mean rank error (genes scored above the true one, ties half)."""
+        """Cross-entropy, top-1 and mean rank error (genes scored above the true one, ties half); the model
+        scores only the missing genes (``restrict``), so these are the constrained metrics."""
         n = loss = top1 = rank_error = 0.0
         for _, _, out, target in batches:
             n += len(target)
