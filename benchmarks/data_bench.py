@@ -21,7 +21,7 @@ from bench_config import defaults
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
-INGEST = {k: v for k, v in defaults("data").items() if k != "inputs"}
+INGEST = {k: v for k, v in defaults("data", n_genes=978).items() if k != "inputs"}
 STEPS = {
     "ingest": "from l1kformer.ingest import ingest; ingest(['{d}/in.gctx'], '{d}/x.h5', '{d}/s.parquet', "
               "'{d}/g.tsv', log=lambda m: None, **{ingest!r})",
@@ -83,7 +83,7 @@ def main():
     for n in args.sizes:
         with tempfile.TemporaryDirectory(dir=args.dir) as d:
             t = time.perf_counter()
-            run_measured(WRITE_INPUT.format(d=d, n=n, simulate=defaults("simulate")))
+            run_measured(WRITE_INPUT.format(d=d, n=n, simulate=defaults("simulate", n_genes=978)))
             print(f"# wrote {n} profiles in {time.perf_counter() - t:.1f} s "
                   f"({Path(d, 'in.gctx').stat().st_size / 2**30:.2f} GiB)")
             total_wall, peak = 0.0, 0.0

@@ -132,8 +132,8 @@ def main():
           f"model d_model 32 x 1 layer; evaluate settings {settings}", flush=True)
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         t = time.perf_counter()
-        run_measured(PREPARE.format(d=d, n=n_total, simulate=defaults("simulate"), model=model,
-                                    ingest={k: v for k, v in defaults("data").items() if k != "inputs"}))
+        run_measured(PREPARE.format(d=d, n=n_total, simulate=defaults("simulate", n_genes=978), model=model,
+                                    ingest={k: v for k, v in defaults("data", n_genes=978).items() if k != "inputs"}))
         import h5py
 
         with h5py.File(Path(d, "m.h5")) as h5:

@@ -29,6 +29,7 @@ validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
 # Sweeps become ordinary named runs (the package's logic, imported here at parse time).
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
 from l1kformer.errors import InputError  # noqa: E402
+from l1kformer.machine import gpus_visible  # noqa: E402
 from l1kformer.sweeps import expand_sweeps  # noqa: E402
 
 try:
@@ -149,11 +150,20 @@ def run_settings(run):
     return sorted_dict({**config["train"], **config["runs"][run]})
 
 
+LOCAL_GPUS = gpus_visible()
+
+
 def run_gpus(run):
-    """GPUs a run's jobs hold: none with ``device: cpu``, so CPU-only runs are not serialised by the
-    GPU slot of the default profile."""
+    """GPUs a run's jobs hold: none with ``device: cpu``, and none with ``device: auto`` when the jobs run
+    on this machine and it has no GPU (they will run on its CPU), so CPU-only runs are not serialised by
+    the GPU slot of the default profile. Jobs sent to a cluster keep their GPUs. Scheduling only: the
+    job itself still chooses its device as ``device`` says."""
     settings = run_settings(run)
-    return 0 if settings["device"] == "cpu" else settings["gpus"]
+    if settings["device"] == "cpu":
+        return 0
+    if settings["device"] == "auto" and workflow.local_exec and not LOCAL_GPUS:
+        return 0
+    return settings["gpus"]
 
 
 def run_mode(run):

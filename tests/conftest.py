@@ -26,7 +26,7 @@ def ingest_settings(**overrides):
     data = defaults("data", **overrides)
     return {k: v for k, v in data.items() if k != "inputs"}
 
-# A small simulated data set (4 plates x 96 wells, the real 978 genes) and tiny models.
+# A small simulated data set (4 plates x 96 wells, the default config's 128 genes) and tiny models.
 TINY = {"simulate": {"n_plates": 4, "wells_per_plate": 96, "n_compounds": 10, "n_cell_lines": 2},
         "train": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "epochs": 2, "batch_size": 64,
                   "warmup_steps": 2}}
@@ -75,9 +75,9 @@ class Workflow:
     def write_config_text(self, text):
         (self.path / "config.yaml").write_text(text)
 
-    def run(self, *args, check=True):
+    def run(self, *args, check=True, env=None):
         cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args]
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", **(env or {}))
         proc = subprocess.run(cmd, cwd=self.path, capture_output=True, text=True, env=env)
         if check and proc.returncode != 0:
             raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")

@@ -139,7 +139,7 @@ def test_bad_input_fails_cleanly(workflow, tmp_path, case):
 CONFIG_CASES = [
     ("ratio: 0.15", "ration: 0.15", "config key mask", "'ration' was unexpected"),
     ("ratio: 0.15", "ratio: 1e-3", "config key mask.ratio", "'1e-3' is not of type 'number'"),
-    ("  n_heads: 2", "  n_heads: 3", "config key runs.expr_small", "d_model 64 is not divisible by n_heads 3"),
+    ("  n_heads: 4", "  n_heads: 3", "config key runs.expr_small", "d_model 64 is not divisible by n_heads 3"),
     ("mask_random: 0.1", "mask_random: 0.3", "config key runs.expr_small", "mask_replace + mask_random = 1.1"),
     ("  train: 0.8", "  train: 0.7", "config key split", "train + val + test must be 1, got 0.9"),
     ("  train: 0.8\n  val: 0.1", "  train: 0.9\n  val: 0.0", "config key split.val", "must be positive"),

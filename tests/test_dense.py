@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import DEFAULTS
 from l1kformer.model import DenseNet, build_model
 from test_train import run, tiny_data  # noqa: F401 (a fixture)
 
@@ -61,6 +62,6 @@ def test_dense_runs_through_the_pipeline(workflow):
     for name in ("rank_dense", "expr_dense"):
         emb = pd.read_parquet(results / f"runs/{name}/embeddings_test.parquet")
         genes = pd.read_parquet(results / f"runs/{name}/gene_embeddings.parquet")
-        assert emb.shape[1] == 1 + 256 and len(genes) == 978  # sample id + dense_width columns
+        assert emb.shape[1] == 1 + 256 and len(genes) == DEFAULTS["data"]["n_genes"]  # sample id + dense_width columns
     summary = pd.read_csv(results / "summary.tsv", sep="\t").set_index("name")
     assert {"rank_dense", "expr_dense", "gaussian_positions"} <= set(summary.index)

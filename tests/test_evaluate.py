@@ -90,10 +90,11 @@ def simulated(tmp_path_factory):
     from l1kformer.split import split_rows
 
     d = tmp_path_factory.mktemp("sim")
-    cfg = SimulationConfig(**defaults("simulate", n_plates=3, wells_per_plate=128, n_cell_lines=2, n_compounds=8))
+    cfg = SimulationConfig(**defaults("simulate", n_genes=978, n_plates=3, wells_per_plate=128, n_cell_lines=2,
+                                         n_compounds=8))
     simulate(cfg, d / "sim.gctx", d / "truth.h5", log=lambda m: None)
     ingest([d / "sim.gctx"], d / "x.h5", d / "s.parquet", d / "g.tsv", log=lambda m: None,
-           **ingest_settings())
+           **ingest_settings(n_genes=978))
     rank_file(d / "x.h5", d / "r.h5", log=lambda m: None)
     split = split_rows(384, {"train": 0.7, "val": 0.15, "test": 0.15}, seed=0)
     return d, split, make_mask(split, 978, 0.15, seed=0)
@@ -129,7 +130,7 @@ def test_baselines_near_the_reference_numbers_on_real_plates(tmp_path):
 
     files = [shared_file("LJP005_A375_24H_level3_n377x978.gct"), shared_file("CPC006_A375_6H_level3_n371x978.gctx")]
     ingest(files, tmp_path / "x.h5", tmp_path / "s.parquet", tmp_path / "g.tsv", log=lambda m: None,
-           **ingest_settings(gene_table=shared_file("landmark_genes_978.tsv")))
+           **ingest_settings(n_genes=978, gene_table=shared_file("landmark_genes_978.tsv")))
     rank_file(tmp_path / "x.h5", tmp_path / "r.h5", log=lambda m: None)
     # the README's protocol: 80/20 train/test, inside train 80/20 train/val, 147 masked per profile
     perm = np.random.default_rng(0).permutation(748)

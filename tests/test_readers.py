@@ -109,7 +109,7 @@ def test_real_files_ingest_to_the_same_gene_order(tmp_path):
     for name in REAL:
         out = tmp_path / name
         ingest([shared_file(name)], out / "x.h5", out / "s.parquet", out / "g.tsv", log=lambda m: None,
-               **ingest_settings(gene_table=table))
+               **ingest_settings(n_genes=978, gene_table=table))
         with h5py.File(out / "x.h5") as h5:
             orders.append(list(h5["gene_id"][()]))
             values[name] = h5["expression"][()]
@@ -130,7 +130,7 @@ def test_real_plates_pool_by_entrez_id(tmp_path):
     table = shared_file("landmark_genes_978.tsv")
     out = tmp_path / "out"
     n = ingest([shared_file(REAL[0]), shared_file(REAL[1])], out / "x.h5", out / "s.parquet",
-               out / "g.tsv", log=lambda m: None, **ingest_settings(gene_table=table))
+               out / "g.tsv", log=lambda m: None, **ingest_settings(n_genes=978, gene_table=table))
     assert n == 748
     genes = pd.read_csv(out / "g.tsv", sep="\t", dtype=str)
     assert genes["gene_id"].iloc[0] == "780"  # the table's order (DDR1 first)
@@ -235,3 +235,12 @@ def test_a_compressed_binary_matrix_is_named(tmp_path):
     (tmp_path / "m.gctx.gz").write_bytes(gzip.compress(files["gctx"].read_bytes()))
     with pytest.raises(InputError, match="is a gzip-compressed binary file: decompress it first"):
         open_matrix(tmp_path / "m.gctx.gz")
+
+
+def test_a_landmark_matrix_under_the_demo_gene_count_says_what_to_set():
+    from l1kformer.errors import InputError
+    from l1kformer.genes import check_gene_ids
+
+    with pytest.raises(InputError, match=r"has 978 genes, expected 128 \(data.n_genes\); L1000 landmark "
+                                         r"matrices need data.n_genes: 978"):
+        check_gene_ids("plate.gctx", [str(i) for i in range(978)], 128)

@@ -9,7 +9,8 @@ from l1kformer.simulate import SimulationConfig, codes_from_meta, load_truth, or
 
 
 def test_simulated_gctx_and_oracle(tmp_path):
-    cfg = SimulationConfig(**defaults("simulate", n_plates=4, wells_per_plate=96, n_compounds=10, n_cell_lines=2))
+    cfg = SimulationConfig(**defaults("simulate", n_genes=978, n_plates=4, wells_per_plate=96, n_compounds=10,
+                                         n_cell_lines=2))
     simulate(cfg, tmp_path / "sim.gctx", tmp_path / "truth.h5", log=lambda m: None)
     m = GctxMatrix(tmp_path / "sim.gctx")
     x = m.read_rows(0, m.n_samples)
@@ -127,17 +128,18 @@ def test_calibration_against_the_real_plates(tmp_path):
     real_files = [shared_file("LJP005_A375_24H_level3_n377x978.gct"),
                   shared_file("CPC006_A375_6H_level3_n371x978.gctx")]
     ingest(real_files, tmp_path / "r.h5", tmp_path / "r.parquet", tmp_path / "r.tsv", log=lambda m: None,
-           **ingest_settings(gene_table=table_path))
+           **ingest_settings(n_genes=978, gene_table=table_path))
     genes = pd.read_csv(tmp_path / "r.tsv", sep="\t", dtype=str)
     by_analyte = genes.reset_index().groupby("pr_analyte_id")["index"].apply(list)
     real_partner = -np.ones(978, int)
     for members in by_analyte:
         if len(members) == 2:
             real_partner[members[0]], real_partner[members[1]] = members[1], members[0]
-    cfg = SimulationConfig(**defaults("simulate", n_cell_lines=1, n_plates=2, wells_per_plate=384, n_compounds=200))
+    cfg = SimulationConfig(**defaults("simulate", n_genes=978, n_cell_lines=1, n_plates=2, wells_per_plate=384,
+                                         n_compounds=200))
     simulate(cfg, tmp_path / "sim.gctx", tmp_path / "truth.h5", log=lambda m: None)
     ingest([tmp_path / "sim.gctx"], tmp_path / "s.h5", tmp_path / "s.parquet", tmp_path / "s.tsv",
-           log=lambda m: None, **ingest_settings())
+           log=lambda m: None, **ingest_settings(n_genes=978))
     from l1kformer.simulate import duo_partner
 
     real = {**_level3_stats(tmp_path / "r.h5", tmp_path / "r.parquet", real_partner),

@@ -69,7 +69,8 @@ class GeneTable:
 def check_gene_ids(path, ids, n_genes):
     """Gene count and uniqueness of one file's (canonical) gene ids."""
     if n_genes is not None and len(ids) != n_genes:
-        raise InputError(path, f"has {len(ids)} genes, expected {n_genes} (data.n_genes)")
+        hint = "; L1000 landmark matrices need data.n_genes: 978" if len(ids) == 978 else ""
+        raise InputError(path, f"has {len(ids)} genes, expected {n_genes} (data.n_genes){hint}")
     seen, dups = set(), []
     for i in ids:
         if i in seen:
