@@ -193,21 +193,20 @@ class DenseNet(Trainable):
         self.head = self.task.dense_head(cfg)
 
     def hidden(self, x, masked, hide):
-        feats, context = self.encoder(x, masked, hide)
-        h = self.drop(self.input(feats.to(self.input.weight.dtype)))
+        h = self.drop(self.input(self.encoder(x, masked, hide).to(self.input.weight.dtype)))
         for block in self.blocks:
             h = block(h)
-        return self.norm(h), context
+        return self.norm(h)
 
     def forward(self, x, index, targets=None, hide=None):
         """Outputs at the masked positions ``index`` (batch x k), row-major, and the task's loss."""
         masked = positions_mask(x, index)
-        h, context = self.hidden(x, masked, masked if hide is None else hide)
-        return self.loss(self.head(h, context, index), targets, index)
+        h = self.hidden(x, masked, masked if hide is None else hide)
+        return self.loss(self.task.restrict(self.head(h, index), x, index), targets, index)
 
     def embeddings(self, x, masked):
         """Per-profile embedding: the last hidden layer (batch x dense_width)."""
-        return self.hidden(x, masked, masked)[0]
+        return self.hidden(x, masked, masked)
 
     def gene_table(self):
         """genes x dense_width: the first layer's weights on each gene's value (or position)."""

@@ -68,7 +68,7 @@ class Task:
         return x
 
     def restrict(self, out, x, index):
-        """The transformer's outputs at ``index`` given what the inputs ``x`` show elsewhere."""
+        """A model's outputs at ``index`` given what the inputs ``x`` show elsewhere (both trunks)."""
         return out
 
     def loss(self, out, target):
@@ -82,11 +82,11 @@ class Task:
         raise NotImplementedError
 
     def dense_encoder(self, cfg):
-        """The dense trunk's input: (features, context) from (inputs, masked, hide)."""
+        """The dense trunk's input: features from (inputs, masked, hide)."""
         raise NotImplementedError
 
     def dense_head(self, cfg):
-        """The dense trunk's output: outputs at the masked positions from (hidden, context, index)."""
+        """The dense trunk's output: outputs at the masked positions from (hidden, index)."""
         raise NotImplementedError
 
 
@@ -99,6 +99,13 @@ def bert_split(masked, cfg, generator):
 
 
 # --- rank mode: which gene sits at each masked rank position ----------------------------------------
+
+def shown_genes(tokens, n_genes):
+    """batch x n_genes bool: the genes that ``tokens`` (batch x positions of gene ids, ``n_genes`` at the
+    hidden positions) show."""
+    shown = torch.zeros(tokens.shape[0], n_genes + 1, dtype=torch.bool, device=tokens.device)
+    return shown.scatter_(1, tokens, True)[:, :n_genes]
+
 
 class RankEncoder(nn.Module):
     """Gene id (or [MASK] = n_genes) at each rank position, plus a learned position embedding."""
@@ -131,16 +138,14 @@ class DenseRankInput(nn.Module):
         idx = torch.where(masked, self.mask_id, x)  # only visible positions show their true gene
         pos = (torch.arange(t, device=x.device, dtype=torch.float32) / max(1, t - 1)).expand(b, t)
         gene_pos = torch.zeros(b, self.mask_id + 1, device=x.device).scatter(1, idx, pos)[:, :-1]
-        visible = torch.zeros(b, self.mask_id + 1, dtype=torch.bool, device=x.device).scatter(
-            1, idx, torch.ones_like(masked))[:, :-1]
-        feats = torch.cat([torch.where(visible, gene_pos, self.fill), visible.float()], dim=1)
-        return feats, (gene_pos, visible)
+        visible = shown_genes(idx, self.mask_id)
+        return torch.cat([torch.where(visible, gene_pos, self.fill), visible.float()], dim=1)
 
 
 class DensePositionHead(nn.Module):
     """Predicts each gene's rank position; the logit of gene g at masked position p is
-    -(predicted_g - p)^2 x scale (a Gaussian around the prediction, learned width) for missing genes,
-    and very low for visible genes, whose positions are known."""
+    -(predicted_g - p)^2 x scale (a Gaussian around the prediction, learned width); the task's
+    ``restrict`` then rules out the visible genes, as for the transformer."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -149,12 +154,10 @@ class DensePositionHead(nn.Module):
         nn.init.constant_(self.proj.bias, 0.5)
         self.log_scale = nn.Parameter(torch.tensor(float(np.log(cfg.n_genes))))
 
-    def forward(self, h, context, index):
-        _, visible = context
+    def forward(self, h, index):
         pred = self.proj(h).float().unsqueeze(1)  # batch x 1 x genes
-        target = index.float().unsqueeze(-1) / max(1, visible.shape[1] - 1)  # batch x k x 1
-        logits = -((pred - target) ** 2) * self.log_scale.float().exp()
-        return logits.masked_fill(visible.unsqueeze(1), -1e4).flatten(0, 1)
+        target = index.float().unsqueeze(-1) / max(1, self.proj.out_features - 1)  # batch x k x 1
+        return (-((pred - target) ** 2) * self.log_scale.float().exp()).flatten(0, 1)
 
 
 class RankTask(Task):
@@ -193,13 +196,12 @@ class RankTask(Task):
 
     def restrict(self, out, x, index):
         """A gene shown at an unmasked position cannot sit at a masked one: its logit there is set very
-        low (as the dense head does), so the model is trained and scored on the missing genes only, which
-        is what the constrained metrics and the assignment ask. ``x`` outside ``index`` holds the true
-        genes in training (corruption touches masked positions only) and in evaluation alike."""
+        low, so the model (either trunk) is trained and scored on the missing genes only, which is what
+        the constrained metrics and the assignment ask. ``x`` outside ``index`` holds the true genes in
+        training (corruption touches masked positions only) and in evaluation alike."""
         n = out.shape[-1]
-        shown = x.scatter(1, index, n)  # masked positions -> one spare id, dropped below
-        visible = torch.zeros(x.shape[0], n + 1, dtype=torch.bool, device=x.device).scatter_(1, shown, True)
-        return out.view(*index.shape, n).masked_fill(visible[:, :n].unsqueeze(1), -1e4).flatten(0, 1)
+        visible = shown_genes(x.scatter(1, index, n), n)
+        return out.view(*index.shape, n).masked_fill(visible.unsqueeze(1), -1e4).flatten(0, 1)
 
     def loss(self, out, target):
         return F.cross_entropy(out.float(), target.long())
@@ -336,7 +338,7 @@ class DenseExpressionInput(Standardized):
         self.fill = nn.Parameter(torch.zeros(cfg.n_genes))
 
     def forward(self, x, masked, hide):
-        return torch.cat([torch.where(hide, self.fill.to(x.dtype), x), hide.to(x.dtype)], dim=1), None
+        return torch.cat([torch.where(hide, self.fill.to(x.dtype), x), hide.to(x.dtype)], dim=1)
 
 
 class DenseValueHead(nn.Module):
@@ -346,7 +348,7 @@ class DenseValueHead(nn.Module):
         super().__init__()
         self.proj = nn.Linear(cfg.dense_width, cfg.n_genes)
 
-    def forward(self, h, context, index):
+    def forward(self, h, index):
         return self.proj(h).gather(1, index).reshape(-1)
 
 
