@@ -49,6 +49,7 @@ rule oracle:
         package=package_files("oracle"),
     output:
         metrics=R("baselines/oracle.json"),
+    threads: 4
     log:
         R("logs/oracle.log"),
     benchmark:

@@ -10,9 +10,9 @@ from l1kformer.train import random_positions
 N_GENES = 24
 
 
-def tiny(mode, trunk):
+def tiny(mode, trunk, **extra):
     return build_model(dict(mode=mode, n_genes=N_GENES, trunk=trunk, value_encoder="linear", d_model=16,
-                            n_layers=1, n_heads=2, d_ff=32, dense_width=32, dense_depth=1, dropout=0.0))
+                            n_layers=1, n_heads=2, d_ff=32, dense_width=32, dense_depth=1, dropout=0.0, **extra))
 
 
 def batch(model, mode, gen):
@@ -31,11 +31,18 @@ def loss_and_grads(model, inputs, index, x):
     return out.detach(), loss.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
 
-@pytest.mark.parametrize("mode,trunk", [("rank", "transformer"), ("expression", "transformer"), ("rank", "dense")])
-def test_compiled_model_matches_eager_in_one_graph(mode, trunk):
+@pytest.mark.parametrize("mode,trunk,extra", [
+    ("rank", "transformer", {}), ("expression", "transformer", {}), ("rank", "dense", {}),
+    ("expression", "transformer", {"attn_bias": "genes", "n_registers": 2}),
+    ("rank", "transformer", {"attn_bias": "genes", "rank_view": "genes"}),
+    ("rank", "transformer", {"attn_bias": "genes"})])
+def test_compiled_model_matches_eager_in_one_graph(mode, trunk, extra):
     torch.manual_seed(0)
     torch._dynamo.reset()
-    model = tiny(mode, trunk)
+    model = tiny(mode, trunk, **extra)
+    for p in model.parameters():  # a pair-bias table starts at zero: give it values to check
+        if p.dim() == 3:
+            torch.nn.init.normal_(p, 0.0, 0.5)
     x, index, inputs = batch(model, mode, torch.Generator().manual_seed(1))
     eager = loss_and_grads(model, inputs, index, x)
     compiled = torch.compile(model, fullgraph=True)  # fullgraph: a graph break is an error

@@ -77,6 +77,58 @@ def test_oracle_equals_the_brute_force_mixture_posterior():
         np.testing.assert_allclose(got[i], expected, rtol=1e-9, atol=1e-9)
 
 
+def test_blind_oracle_equals_the_brute_force_sum_over_metadata(tmp_path):
+    """The metadata-free oracle against dense Gaussians summed over every plate x treatment x state
+    under the generator's prior, on a tiny simulation (9 genes: an unpaired one too)."""
+    from scipy.stats import multivariate_normal
+
+    from l1kformer.simulate import DOSES_UM, blind_oracle_predict, duo_partner, plate_prior
+
+    cfg = SimulationConfig(**defaults("simulate", n_genes=9, n_plates=4, wells_per_plate=16, n_compounds=3,
+                                         n_cell_lines=2, n_factors=2, n_states=2))
+    simulate(cfg, tmp_path / "sim.gctx", tmp_path / "truth.h5", log=lambda m: None)
+    m = GctxMatrix(tmp_path / "sim.gctx")
+    x, meta = m.read_rows(0, m.n_samples).astype(float), m.sample_meta
+    truth = load_truth(tmp_path / "truth.h5")
+    prior = plate_prior(truth, meta)
+    codes = codes_from_meta(truth, meta)
+    positions = draw_positions(np.random.default_rng(1), 6, 9, 3)
+    rows = np.array([0, 5, 17, 30, 44, 63])
+    got = blind_oracle_predict(truth, prior, x[rows], positions)
+
+    g, sd, rho = 9, truth["noise_sd"], float(truth["duo_rho"])
+    noise = np.diag(sd ** 2)
+    for a, b in enumerate(duo_partner(g)):
+        if b >= 0:
+            noise[a, b] = -rho * sd[a] * sd[b]
+    components = []  # (prior, mean, cov)
+    for q in range(cfg.n_plates):
+        c = codes["cell"][codes["plate"] == q][0]
+        tf = truth["time_factor"][codes["time_index"][codes["plate"] == q][0]]
+        share = np.mean(codes["plate"] == q)
+        ctrl = np.mean(codes["compound"][codes["plate"] == q] < 0)
+        treatments = [(ctrl, np.zeros(g))] + [
+            ((1 - ctrl) / (cfg.n_compounds * len(DOSES_UM)), tf * d / (d + truth["ec50"][p]) * truth["signature"][p])
+            for p in range(cfg.n_compounds) for d in DOSES_UM]
+        for k in range(cfg.n_states):
+            load = truth["loadings"][c, k]
+            for p_treat, effect in treatments:
+                mean = (truth["mu"] + truth["cell_offset"][c] + truth["state_offset"][c, k]
+                        + truth["plate_offset"][q] + effect)
+                components.append((share * p_treat * truth["state_prob"][c, k], mean, load @ load.T + noise))
+    for i, row in enumerate(rows):
+        h = positions[i]
+        o = np.setdiff1d(np.arange(g), h)
+        w = np.array([p * multivariate_normal(mu[o], cov[np.ix_(o, o)]).pdf(x[row, o]) for p, mu, cov in components])
+        means = np.array([mu[h] + cov[np.ix_(h, o)] @ np.linalg.solve(cov[np.ix_(o, o)], x[row, o] - mu[o])
+                          for _, mu, cov in components])
+        np.testing.assert_allclose(got[i], w @ means / w.sum(), rtol=1e-8, atol=1e-8)
+    # it does not peek at the masked values
+    y = x[rows].copy()
+    np.put_along_axis(y, positions, 0.0, 1)
+    np.testing.assert_allclose(blind_oracle_predict(truth, prior, y, positions), got)
+
+
 def _mse_ratios(x_path, samples, n, truth=None):
     """The dev-plate protocol of ../shared/data/l1000/README.md: MSE of gene mean, shrunk linear, kNN
     (and the oracle on simulated data), each as a ratio to the gene mean."""

@@ -209,3 +209,72 @@ def test_value_encoders_learn(tiny_data, tmp_path, encoder):
     _, state = run(tiny_data, "expression", tmp_path, extra={"epochs": 6, "value_encoder": encoder})
     h = state["history"]
     assert h[-1]["val_loss"] < 0.95 * h[0]["val_loss"] and h[-1]["val_pearson"] > 0.5, h
+
+
+@pytest.mark.parametrize("mode", ["rank", "expression"])
+def test_gene_pair_bias_steers_attention_from_gene_to_gene(mode):
+    """attn_bias genes: a large bias from gene a to gene b makes a's token read b's, wherever the two
+    sit (rank mode: the tokens' genes, not their positions, index the table), and [MASK] has its row."""
+    from l1kformer.model import SelfAttention
+
+    torch.manual_seed(0)
+    cfg = model_config(mode, attn_bias="genes")
+    attn = SelfAttention(cfg)
+    with torch.no_grad():
+        attn.qkv.weight[: 2 * cfg.d_model] = 0.0  # no content attention: the bias alone decides
+    h = torch.randn(3, N_GENES, cfg.d_model)
+    if mode == "expression":
+        genes = torch.arange(N_GENES)  # position i is gene i, for every profile
+    else:
+        genes = torch.stack([torch.randperm(N_GENES) for _ in range(3)])
+        genes[genes == 0] = N_GENES  # gene 0 hidden: a [MASK] token
+    a, b = (2, 5) if mode == "expression" else (N_GENES, 7)
+    with torch.no_grad():
+        attn.pair_bias[:, a, b] = 50.0
+    y = attn(h, genes)
+    reads = attn.proj(h @ attn.qkv.weight[2 * cfg.d_model:].T)  # what each token would pass on alone
+    for row in range(3):
+        qa = a if mode == "expression" else int((genes[row] == a).nonzero())
+        kb = b if mode == "expression" else int((genes[row] == b).nonzero())
+        torch.testing.assert_close(y[row, qa], reads[row, kb], rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(y[row, (qa + 1) % N_GENES], reads[row, kb], atol=1e-3)
+
+
+def test_rank_gene_view_ignores_what_the_hidden_positions_hold():
+    """rank_view genes: a token per gene with its visible rank position; the hidden positions show
+    nothing, so BERT's [MASK], random or kept tokens there give the same outputs, visible genes are
+    ruled out, and the loss is finite and trains the position head."""
+    from l1kformer.tasks import shown_genes
+
+    torch.manual_seed(0)
+    model = L1kFormer(model_config("rank", rank_view="genes", attn_bias="genes"))
+    gen = torch.Generator().manual_seed(3)
+    x = torch.stack([torch.randperm(N_GENES, generator=gen) for _ in range(5)])
+    index = random_positions(5, N_GENES, 0.25, gen, "cpu")
+    masked = positions_mask(x, index)
+    cfg = type("Cfg", (), {"mask_replace": 0.4, "mask_random": 0.3})()
+    corrupted, _ = model.task.corrupt(x, masked, cfg, N_GENES, gen)
+    out, loss = model(model.task.mask_inputs(model, x, masked), index, x)
+    out2, _ = model(corrupted, index, x)
+    out3, _ = model(x, index, x)  # every hidden position keeps its true gene
+    torch.testing.assert_close(out, out2)
+    torch.testing.assert_close(out, out3)
+    assert torch.isfinite(loss)
+    shown = shown_genes(x.masked_fill(masked, N_GENES), N_GENES)  # the genes at unmasked positions
+    assert shown.sum() == 5 * (N_GENES - index.shape[1])
+    assert (out.view(5, -1, N_GENES).masked_select(shown.unsqueeze(1).expand(-1, index.shape[1], -1)) <= -1e3).all()
+    loss.backward()
+    assert model.head.proj.weight.grad.abs().sum() > 0 and model.encoder.mask_emb.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("mode,extra", [("rank", {"rank_view": "genes"}), ("rank", {"attn_bias": "genes"}),
+                                        ("expression", {"attn_bias": "genes", "n_registers": 2})])
+def test_model_variants_learn(tiny_data, tmp_path, mode, extra):
+    torch.set_num_threads(1)
+    _, state = run(tiny_data, mode, tmp_path, extra={"epochs": 6, **extra})
+    h = state["history"]
+    assert h[-1]["val_loss"] < 0.95 * h[0]["val_loss"], h
+    if mode == "rank":
+        assert h[-1]["val_top1"] > 2.0 / N_GENES
+    else:
+        assert h[-1]["val_pearson"] > 0.5

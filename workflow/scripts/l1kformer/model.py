@@ -4,7 +4,8 @@ The trunk (blocks of self-attention and MLP, a final norm) is shared by every mo
 what comes out belong to the run's task (tasks.py), which the model asks once, in ``__init__``, for
 its input encoder and its head:
 - rank mode: tokens are gene ids in rank order plus a [MASK] id, with learned position embeddings;
-  the head scores every gene at each masked position;
+  the head scores every gene at each masked position (or, with ``rank_view: genes``, one token per
+  gene carrying its visible rank position, and a head that predicts each missing gene's position);
 - expression mode: genes in fixed order, a value embedding plus a gene embedding per token, a learned
   [MASK] vector for hidden values; the head regresses one value per masked position.
 The head runs at masked positions only. ``DenseNet`` below is the control without attention (the
@@ -29,7 +30,11 @@ from l1kformer.tasks import get_task
 class ModelConfig:
     """The model's settings; their defaults live in config.yaml (``train:``). ``trunk`` chooses the
     transformer (d_model, n_layers, n_heads, d_ff) or the dense control (dense_width, dense_depth);
-    ``value_encoder`` how expression mode embeds a value (tasks.py)."""
+    ``value_encoder`` how a value (expression mode) or a visible rank position (the rank genes view)
+    is embedded (tasks.py); ``rank_view`` what a rank-mode
+    transformer's tokens are (tasks.py); ``attn_bias`` "genes" adds a learned attention bias for each
+    pair of genes, per head and layer (``SelfAttention``); ``n_registers`` learned tokens join the
+    genes' in every layer (a place to gather what the whole profile says) and are dropped at the end."""
     mode: str
     n_genes: int
     trunk: str
@@ -41,9 +46,16 @@ class ModelConfig:
     dense_width: int
     dense_depth: int
     dropout: float
+    attn_bias: str = "none"  # defaults: model files written before these settings rebuild unchanged
+    rank_view: str = "sequence"
+    n_registers: int = 0
 
     def __post_init__(self):
         get_task(self.mode)  # a clear error for an unknown mode
+        if self.attn_bias not in ("none", "genes"):
+            raise ValueError(f"attn_bias must be 'none' or 'genes', not {self.attn_bias!r}")
+        if self.rank_view not in ("sequence", "genes"):
+            raise ValueError(f"rank_view must be 'sequence' or 'genes', not {self.rank_view!r}")
         if self.trunk not in TRUNKS:
             raise ValueError(f"trunk must be one of {sorted(TRUNKS)}, not {self.trunk!r}")
         if self.d_model % self.n_heads:
@@ -56,6 +68,13 @@ def positions_mask(x, index):
 
 
 class SelfAttention(nn.Module):
+    """Multi-head self-attention. With ``attn_bias: genes`` each head adds a learned number to the
+    attention logit from a token of gene a to a token of gene b (a table over genes, with [MASK] as
+    gene ``n_genes`` and the register tokens after it; zero at the start): a weight for every gene
+    pair from the first step, as the dense control has, besides the content-based attention.
+    ``genes`` says which gene each token is: positions (one row for every profile) or batch x
+    positions."""
+
     def __init__(self, cfg):
         super().__init__()
         self.n_heads = cfg.n_heads
@@ -63,11 +82,18 @@ class SelfAttention(nn.Module):
         # rounding noise that Adam would turn into real steps
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        n = cfg.n_genes + 1 + cfg.n_registers
+        self.pair_bias = nn.Parameter(torch.zeros(cfg.n_heads, n, n)) if cfg.attn_bias == "genes" else None
 
-    def forward(self, x):
+    def forward(self, x, genes=None):
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v)
+        bias = None
+        if self.pair_bias is not None:
+            table = self.pair_bias.to(q.dtype)
+            bias = table[:, genes.unsqueeze(-1), genes.unsqueeze(-2)]
+            bias = bias.unsqueeze(0) if genes.dim() == 1 else bias.transpose(0, 1)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(y.transpose(1, 2).reshape(b, t, d))
 
 
@@ -80,8 +106,8 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x):
-        x = x + self.drop(self.attn(self.norm1(x)))
+    def forward(self, x, genes=None):
+        x = x + self.drop(self.attn(self.norm1(x), genes))
         return x + self.drop(self.mlp(self.norm2(x)))
 
 
@@ -108,6 +134,8 @@ class L1kFormer(Trainable):
         self.task = get_task(cfg.mode)
         self.encoder = self.task.encoder(cfg)
         self.drop = nn.Dropout(cfg.dropout)
+        # only when asked for: model files written before registers existed load unchanged
+        self.registers = nn.Parameter(torch.randn(cfg.n_registers, cfg.d_model) * 0.02) if cfg.n_registers else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(cfg.d_model)
         self.head = self.task.head(cfg)
@@ -129,9 +157,21 @@ class L1kFormer(Trainable):
         """Last-layer states, batch x genes x d_model; ``hide`` (bool, batch x genes) marks the
         positions whose input the encoder replaces by its [MASK] vector."""
         h = self.drop(self.encoder(x, hide))
+        b, t, _ = h.shape
+        genes = self._token_genes(x, t) if self.cfg.attn_bias == "genes" else None
+        if self.cfg.n_registers:
+            h = torch.cat([h, self.registers.to(h.dtype).expand(b, -1, -1)], dim=1)
         for block in self.blocks:
-            h = block(h)
-        return self.norm(h)
+            h = block(h, genes)
+        return self.norm(h[:, :t])
+
+    def _token_genes(self, x, t):
+        """Which gene (pair-bias table row) each token is: the encoder's answer, or position i is gene i;
+        registers after [MASK]."""
+        genes = self.encoder.token_genes(x)
+        genes = torch.arange(t, device=x.device) if genes is None else genes
+        extra = self.cfg.n_genes + 1 + torch.arange(self.cfg.n_registers, device=x.device)
+        return torch.cat([genes, extra.expand(*genes.shape[:-1], -1)], dim=-1)
 
     def forward(self, x, index, targets=None, hide=None):
         """Outputs at the masked positions only: ``index`` (batch x k, long) holds each profile's masked
@@ -142,8 +182,7 @@ class L1kFormer(Trainable):
         share). With ``targets`` (same shape as ``x``) also returns the task's loss there.
         """
         h = self.hidden(x, positions_mask(x, index) if hide is None else hide)
-        h = h.gather(1, index.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
-        return self.loss(self.task.restrict(self.head(h).flatten(0, 1), x, index), targets, index)
+        return self.loss(self.task.restrict(self.head(h, index), x, index), targets, index)
 
     def embeddings(self, x, masked):
         """Per-profile embedding: mean of the last layer over positions (batch x d_model)."""

@@ -22,7 +22,8 @@ normalisation), the generator about 60 (rounding only).
 the metadata* (cell line, compound, dose, time, plate): a mixture over the latent states of
 conditional Gaussian means, DUO covariance included. It ignores only the rounding to 3 decimals and
 the cap at 15 (about 0.16% of the entries sit at the cap, real Level 3 0.19%), so it is a bound up to
-that.
+that. :func:`blind_oracle_predict` is the same without the metadata: it sums over every plate,
+treatment and state under the generator's prior (:func:`plate_prior`), seeing what a model sees.
 """
 
 from dataclasses import dataclass
@@ -241,6 +242,100 @@ def oracle_predict(truth, codes, values, positions):
         w = np.exp(np.array(logliks) - max(logliks))
         out[i] = (w / w.sum()) @ np.array(preds)[:, positions[i]]
     return out
+
+
+def plate_prior(truth, meta):
+    """What the generator draws a profile's metadata from, per plate: its cell line, time index, the log
+    of its share of the wells and its share of vehicle wells (compound and dose are uniform among the
+    treated wells). ``meta``: the metadata of *all* profiles (the layout)."""
+    codes = codes_from_meta(truth, meta)
+    n_plates = len(truth["plate_id"])
+    wells = np.bincount(codes["plate"], minlength=n_plates)
+    controls = np.bincount(codes["plate"], weights=codes["compound"] < 0, minlength=n_plates)
+    cell = np.zeros(n_plates, dtype=int)
+    time_index = np.zeros(n_plates, dtype=int)
+    cell[codes["plate"]], time_index[codes["plate"]] = codes["cell"], codes["time_index"]
+    return {"cell": cell, "time_index": time_index, "log_share": np.log(np.maximum(wells, 1) / wells.sum()),
+            "control_share": controls / np.maximum(wells, 1), "present": wells > 0}
+
+
+def blind_oracle_predict(truth, prior, values, positions):
+    """Bayes-optimal prediction of the masked values given the visible ones only: the metadata (plate,
+    hence cell line and time; vehicle or compound x dose; latent state) are unknown and summed over
+    under the generator's own prior (``plate_prior``). The fair bound for a model that sees only
+    expression; exact up to the rounding and the cap, as ``oracle_predict``.
+
+    Every (plate, treatment, state) is one Gaussian component. Within a cell line and state the
+    covariance is shared, and a component's mean is a plate term plus time factor x a treatment term,
+    so the quadratic forms split into plate, treatment and cross terms: Sigma_OO^-1 is applied to
+    plates + treatments vectors, not to their product; the prediction, linear in the mean, is applied
+    once to the posterior-weighted mean.
+    """
+    n, g = values.shape
+    tf = truth["time_factor"][prior["time_index"]]
+    sig = truth["signature"]
+    resp = DOSES_UM[None, :] / (DOSES_UM[None, :] + truth["ec50"][:, None])  # compounds x doses
+    log_treat = np.log(1.0 / resp.size)  # compound and dose uniform among the treated wells
+    out = np.empty(positions.shape, dtype=np.float64)
+    for i in range(n):
+        hidden = np.zeros(g, dtype=bool)
+        hidden[positions[i]] = True
+        noise = _DuoNoise(truth["noise_sd"], float(truth["duo_rho"]), hidden)
+        x_o = np.where(hidden, 0.0, values[i])
+        sig_o = np.where(hidden[None, :], 0.0, sig)
+        d_sig = noise.solve(sig_o.T)  # D_OO^-1 of the signatures, shared by every (cell, state)
+        parts = []  # (log scale, weight, weighted mean, weighted Sigma_OO^-1 residual, loadings) per (cell, state)
+        for c in range(truth["cell_offset"].shape[0]):
+            plates = np.flatnonzero((prior["cell"] == c) & prior["present"])
+            if not len(plates):
+                continue
+            for k, prob in enumerate(truth["state_prob"][c]):
+                load = truth["loadings"][c, k]
+                solve, logdet = _woodbury(load, noise, hidden)
+                base = (truth["mu"] + truth["cell_offset"][c] + truth["state_offset"][c, k]
+                        + truth["plate_offset"][plates])
+                a = np.where(hidden[None, :], 0.0, x_o - base)  # plates x genes
+                ua, us = solve(a.T), solve(sig_o.T, d_sig)  # genes x plates, genes x compounds
+                # a treated component's mean is base + f_q r_pd sig_p: quadratic forms per plate, per
+                # compound and plate x compound, scaled by time factor and dose response
+                f, r = tf[plates][:, None, None], resp[None, :, :]
+                aa = (a * ua.T).sum(1)
+                cross = (a @ us)[:, :, None]  # plates x compounds x 1
+                self_ = (sig_o * us.T).sum(1)[None, :, None]
+                ctrl = prior["control_share"][plates]
+                common = prior["log_share"][plates] + np.log(prob) - 0.5 * (aa + logdet)
+                log_vehicle = common + np.log(np.maximum(ctrl, 1e-300))
+                log_treated = (common + np.log(np.maximum(1 - ctrl, 1e-300)) + log_treat)[:, None, None] \
+                    - 0.5 * (-2 * f * r * cross + (f * r) ** 2 * self_)
+                top = max(log_vehicle.max(), log_treated.max())
+                w_vehicle, w_treated = np.exp(log_vehicle - top), np.exp(log_treated - top)
+                wq = w_vehicle + w_treated.sum((1, 2))
+                coef = (w_treated * f * r).sum((0, 2))  # weight of each compound's signature in the mean
+                parts.append((top, wq.sum(), wq @ base + coef @ sig, ua @ wq - us @ coef, load))
+        top = max(p[0] for p in parts)
+        scale = [np.exp(p[0] - top) for p in parts]
+        total = sum(s * p[1] for s, p in zip(scale, parts))
+        pred = np.zeros(g)
+        for s, (_, _, mean, resid, load) in zip(scale, parts):
+            load_o = np.where(hidden[:, None], 0.0, load)
+            pred += s * (mean + load @ (load_o.T @ resid) + noise.to_hidden * resid[noise.safe])
+        out[i] = pred[positions[i]] / total
+    return out
+
+
+def _woodbury(load, noise, hidden):
+    """(u -> Sigma_OO^-1 u for genes x m arrays zero at the hidden genes, log det of Sigma_OO minus the
+    noise's) for Sigma = L L^T + D."""
+    load_o = np.where(hidden[:, None], 0.0, load)
+    dl = noise.solve(load_o)
+    inner = np.eye(load.shape[1]) + load_o.T @ dl
+    _, logdet = np.linalg.slogdet(inner)
+
+    def solve(u, du=None):
+        """``du``: D_OO^-1 u when the caller has it already."""
+        du = noise.solve(u) if du is None else du
+        return du - dl @ np.linalg.solve(inner, load_o.T @ du)
+    return solve, logdet
 
 
 class _DuoNoise:

@@ -3,9 +3,9 @@
 A task owns everything that differs between modes; the trunk (model.py), the training loop
 (train.py) and the evaluation code call it and never compare mode strings:
 - the data set it reads (``ranks`` in ranks.h5 or ``expression`` in expression.h5);
-- the input encoder (tokens -> batch x genes x d_model) and the head (hidden states at masked
-  positions -> outputs), built by the model in its ``__init__``, and their counterparts for the
-  dense (non-attention) control model;
+- the input encoder (tokens -> batch x genes x d_model; its ``token_genes`` says which gene each
+  token is) and the head (hidden states and masked positions -> outputs there), built by the model in
+  its ``__init__``, and their counterparts for the dense (non-attention) control model;
 - ``to_inputs`` (loader values -> model input, which is also the target at masked positions),
   ``corrupt`` (BERT's replace / random / keep split of the masked positions), ``mask_inputs`` (the
   static mask of evaluation), the loss;
@@ -100,6 +100,11 @@ def bert_split(masked, cfg, generator):
 
 # --- rank mode: which gene sits at each masked rank position ----------------------------------------
 
+def at_positions(h, index):
+    """batch x k x d: the states ``h`` (batch x positions x d) at ``index`` (batch x k)."""
+    return h.gather(1, index.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+
+
 def shown_genes(tokens, n_genes):
     """batch x n_genes bool: the genes that ``tokens`` (batch x positions of gene ids, ``n_genes`` at the
     hidden positions) show."""
@@ -107,8 +112,33 @@ def shown_genes(tokens, n_genes):
     return shown.scatter_(1, tokens, True)[:, :n_genes]
 
 
+def gene_positions(x, hidden, n_genes):
+    """From rank sequences ``x`` (batch x positions of gene ids) whose ``hidden`` positions show nothing:
+    each gene's rank position scaled to [0, 1] (0 where not shown) and whether it is shown, both
+    batch x n_genes."""
+    b, t = x.shape
+    idx = torch.where(hidden, n_genes, x)
+    pos = (torch.arange(t, device=x.device, dtype=torch.float32) / max(1, t - 1)).expand(b, t)
+    return torch.zeros(b, n_genes + 1, device=x.device).scatter(1, idx, pos)[:, :-1], shown_genes(idx, n_genes)
+
+
+# The position heads' starting log scale: a Gaussian of sd 0.125 of the ranking (16 of 128 positions).
+# Trained heads end near it (log scale 3.4-3.65 on the CPU proxy); starting at log(n_genes) instead
+# (sd 0.06 of the ranking at 128 genes, 0.02 at 978) cost the first 5-6 epochs, while Adam moved the
+# scalar by about lr per step (docs/model-study.md).
+POSITION_LOG_SCALE = float(np.log(32.0))
+
+
+def position_logits(pred, index, log_scale):
+    """Logit of gene g at masked position p: -(pred_g - p)^2 x exp(log_scale), positions scaled to [0, 1]
+    (a Gaussian around each gene's predicted position, of learned width); (batch x k) x genes."""
+    target = index.float().unsqueeze(-1) / max(1, pred.shape[-1] - 1)  # batch x k x 1
+    return (-((pred.float().unsqueeze(1) - target) ** 2) * log_scale.float().exp()).flatten(0, 1)
+
+
 class RankEncoder(nn.Module):
-    """Gene id (or [MASK] = n_genes) at each rank position, plus a learned position embedding."""
+    """``rank_view: sequence``: gene id (or [MASK] = n_genes) at each rank position, plus a learned
+    position embedding."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -120,8 +150,57 @@ class RankEncoder(nn.Module):
         pos = torch.arange(x.shape[1], device=x.device)
         return self.token_emb(x) + self.pos_emb(pos)
 
+    def token_genes(self, x):
+        return x  # the token is the gene id, [MASK] (n_genes) where hidden
+
     def gene_table(self):
         return self.token_emb.weight[: self.mask_id]
+
+
+class TokenLogits(nn.Linear):
+    """``rank_view: sequence``: every gene's logit from the state at each masked position."""
+
+    def forward(self, h, index):
+        return super().forward(at_positions(h, index)).flatten(0, 1)
+
+
+class RankGeneView(nn.Module):
+    """``rank_view: genes``: one token per gene in fixed order, the rank-mode twin of expression mode: an
+    embedding of the gene's visible rank position (centred, about unit variance; ``value_encoder``), or
+    a learned [MASK] vector when the gene is missing (it sat at a hidden position), plus a gene
+    embedding.
+    Only the unhidden positions show their gene, so BERT's corruption of the hidden ones is moot."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.mask_id = cfg.n_genes
+        self.value_emb = value_encoder(cfg)
+        self.gene_emb = nn.Embedding(cfg.n_genes, cfg.d_model)
+        self.mask_emb = nn.Parameter(torch.zeros(cfg.d_model))
+
+    def forward(self, x, hide):
+        gene_pos, shown = gene_positions(x, hide, self.mask_id)
+        values = self.value_emb(((gene_pos - 0.5) * 3.46).unsqueeze(-1).to(self.mask_emb.dtype))
+        return torch.where(shown.unsqueeze(-1), values, self.mask_emb.to(values.dtype)) + self.gene_emb.weight
+
+    def token_genes(self, x):
+        return None  # token i is gene i
+
+    def gene_table(self):
+        return self.gene_emb.weight
+
+
+class GenePositionHead(nn.Module):
+    """``rank_view: genes``: each gene's rank position from its token's last state, scored at the masked
+    positions by ``position_logits`` (as the dense control's head)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.proj = nn.Linear(cfg.d_model, 1)
+        self.log_scale = nn.Parameter(torch.tensor(POSITION_LOG_SCALE))
+
+    def forward(self, h, index):
+        return position_logits(0.5 + self.proj(h).squeeze(-1), index, self.log_scale)
 
 
 class DenseRankInput(nn.Module):
@@ -134,11 +213,7 @@ class DenseRankInput(nn.Module):
         self.fill = nn.Parameter(torch.full((cfg.n_genes,), 0.5))
 
     def forward(self, x, masked, hide):
-        b, t = x.shape
-        idx = torch.where(masked, self.mask_id, x)  # only visible positions show their true gene
-        pos = (torch.arange(t, device=x.device, dtype=torch.float32) / max(1, t - 1)).expand(b, t)
-        gene_pos = torch.zeros(b, self.mask_id + 1, device=x.device).scatter(1, idx, pos)[:, :-1]
-        visible = shown_genes(idx, self.mask_id)
+        gene_pos, visible = gene_positions(x, masked, self.mask_id)  # only unmasked positions show their gene
         return torch.cat([torch.where(visible, gene_pos, self.fill), visible.float()], dim=1)
 
 
@@ -152,12 +227,10 @@ class DensePositionHead(nn.Module):
         self.proj = nn.Linear(cfg.dense_width, cfg.n_genes)
         nn.init.zeros_(self.proj.weight)
         nn.init.constant_(self.proj.bias, 0.5)
-        self.log_scale = nn.Parameter(torch.tensor(float(np.log(cfg.n_genes))))
+        self.log_scale = nn.Parameter(torch.tensor(POSITION_LOG_SCALE))
 
     def forward(self, h, index):
-        pred = self.proj(h).float().unsqueeze(1)  # batch x 1 x genes
-        target = index.float().unsqueeze(-1) / max(1, self.proj.out_features - 1)  # batch x k x 1
-        return (-((pred - target) ** 2) * self.log_scale.float().exp()).flatten(0, 1)
+        return position_logits(self.proj(h), index, self.log_scale)
 
 
 class RankTask(Task):
@@ -171,10 +244,10 @@ class RankTask(Task):
     headline = {"c_top1": "max", "c_mean_rank_error": "min"}
 
     def encoder(self, cfg):
-        return RankEncoder(cfg)
+        return RankGeneView(cfg) if cfg.rank_view == "genes" else RankEncoder(cfg)
 
     def head(self, cfg):
-        return nn.Linear(cfg.d_model, cfg.n_genes)
+        return GenePositionHead(cfg) if cfg.rank_view == "genes" else TokenLogits(cfg.d_model, cfg.n_genes)
 
     def dense_encoder(self, cfg):
         return DenseRankInput(cfg)
@@ -325,6 +398,9 @@ class ExpressionEncoder(Standardized):
         values = torch.where(hide.unsqueeze(-1), self.mask_emb.to(values.dtype), values)
         return values + self.gene_emb.weight
 
+    def token_genes(self, x):
+        return None  # token i is gene i
+
     def gene_table(self):
         return self.gene_emb.weight
 
@@ -359,8 +435,8 @@ class ValueHead(nn.Module):
         super().__init__()
         self.proj = nn.Linear(cfg.d_model, 1)
 
-    def forward(self, h):
-        return self.proj(h).squeeze(-1)
+    def forward(self, h, index):
+        return self.proj(at_positions(h, index)).squeeze(-1).flatten(0, 1)
 
 
 class ExpressionTask(Task):
