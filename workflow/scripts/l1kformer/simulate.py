@@ -312,15 +312,20 @@ def blind_oracle_predict(truth, prior, values, positions):
                 wq = w_vehicle + w_treated.sum((1, 2))
                 coef = (w_treated * f * r).sum((0, 2))  # weight of each compound's signature in the mean
                 parts.append((top, wq.sum(), wq @ base + coef @ sig, ua @ wq - us @ coef, load))
-        top = max(p[0] for p in parts)
-        scale = [np.exp(p[0] - top) for p in parts]
-        total = sum(s * p[1] for s, p in zip(scale, parts))
-        pred = np.zeros(g)
-        for s, (_, _, mean, resid, load) in zip(scale, parts):
-            load_o = np.where(hidden[:, None], 0.0, load)
-            pred += s * (mean + load @ (load_o.T @ resid) + noise.to_hidden * resid[noise.safe])
-        out[i] = pred[positions[i]] / total
+        out[i] = _mixture_mean(parts, noise, hidden)[positions[i]]
     return out
+
+
+def _mixture_mean(parts, noise, hidden):
+    """The posterior mean (genes) from per-(cell, state) parts: (log scale, weight, weighted mean,
+    weighted Sigma_OO^-1 residual, loadings); the conditional mean is linear in both."""
+    top = max(p[0] for p in parts)
+    scale = [np.exp(p[0] - top) for p in parts]
+    pred = np.zeros(len(hidden))
+    for s, (_, _, mean, resid, load) in zip(scale, parts):
+        load_o = np.where(hidden[:, None], 0.0, load)
+        pred += s * (mean + load @ (load_o.T @ resid) + noise.to_hidden * resid[noise.safe])
+    return pred / sum(s * p[1] for s, p in zip(scale, parts))
 
 
 def _woodbury(load, noise, hidden):
