@@ -1,13 +1,13 @@
 """Tables and curves of a model study from a finished results/ folder (docs/model-study.md).
 
-    python benchmarks/study_report.py [results] [--out docs] [--figure model-study-curves.png]
+    python benchmarks/study_report.py [results] [--out docs] [--figure model-study-curves.png] [--runs A B ...]
 
 Prints, per mode, one markdown row per run: trunk, parameters, epochs, training wall seconds (the
 train job's benchmark file), the best val metric and its epoch (selection), and the test metrics
 (read once, for the final table; runs trained but not evaluated show none); then the baselines on
 the same test mask. Writes
 the curves (``--figure``): val metric against training seconds for every run, the best baseline and
-the oracle as lines.
+the oracle as lines. ``--runs``: only these runs, in the tables and the curves.
 """
 
 import argparse
@@ -31,9 +31,9 @@ def variant(cfg):
     if cfg.get("attn_bias", "none") == "genes":
         parts.append("pair bias")
     if cfg.get("n_registers", 0):
-        parts.append(f"{cfg['n_registers']} registers")
+        parts.append(f"{cfg['n_registers']} registers" + (" (profile token)" if cfg.get("profile_token") else ""))
     if cfg["mode"] == "rank":
-        parts.append(f"{cfg.get('rank_view', 'sequence')} view")
+        parts.append(f"{cfg.get('rank_view', 'sequence')} view" + (" + values" if cfg.get("rank_values") else ""))
     return ", ".join(parts)
 
 
@@ -49,11 +49,11 @@ def run_record(run_dir):
     return {"mode": cfg["mode"], "model_config": cfg, "test": {}}
 
 
-def runs(results):
+def runs(results, only=None):
     rows = []
     for history_path in sorted((results / "runs").glob("*/history.tsv")):
         run = history_path.parent.name
-        if not (history_path.parent / "model.pt").exists():
+        if not (history_path.parent / "model.pt").exists() or (only and run not in only):
             continue
         m = run_record(history_path.parent)
         history = pd.read_csv(history_path, sep="\t")
@@ -79,9 +79,10 @@ def main():
     parser.add_argument("results", nargs="?", default="results")
     parser.add_argument("--out", default="docs")
     parser.add_argument("--figure", default="model-study-curves.png", help="file name of the curves in --out")
+    parser.add_argument("--runs", nargs="*", help="only these runs")
     a = parser.parse_args()
     results = Path(a.results)
-    table = runs(results)
+    table = runs(results, a.runs)
     baselines = {}
     for name in ("expression", "oracle", "rank"):
         path = results / "baselines" / f"{name}.json"

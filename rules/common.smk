@@ -54,6 +54,12 @@ def _config_problems(config):
         s = {**config["train"], **settings}
         if s["d_model"] % s["n_heads"]:
             yield f"runs.{run}", f"d_model {s['d_model']} is not divisible by n_heads {s['n_heads']}"
+        if s["rank_values"] and (s["mode"], s["trunk"], s["rank_view"]) != ("rank", "transformer", "genes"):
+            yield f"runs.{run}", "rank_values needs mode rank, trunk transformer and rank_view genes"
+        if s["profile_token"] and not (s["n_registers"] and s["trunk"] == "transformer"):
+            yield f"runs.{run}", "profile_token needs the transformer trunk and n_registers >= 1"
+        if s["rank_values"] and config["rank"]["normalize"] != "none":
+            yield f"runs.{run}", "rank_values ranks raw expression: it needs rank.normalize none"
         if s["mask_replace"] + s["mask_random"] > 1:
             yield f"runs.{run}", f"mask_replace + mask_random = {s['mask_replace'] + s['mask_random']:g} exceeds 1"
 
@@ -189,6 +195,9 @@ def baseline_files(mode):
 
 
 def run_data(wildcards):
+    """The file a run reads: its mode's, or expression.h5 for rank runs whose tokens carry the values."""
+    if run_settings(wildcards.run)["rank_values"]:
+        return R("data/expression.h5")
     return R(MODES[run_mode(wildcards.run)]["data"])
 
 

@@ -18,6 +18,8 @@ def tiny(mode, trunk, **extra):
 def batch(model, mode, gen):
     if mode == "rank":
         x = torch.stack([torch.randperm(N_GENES, generator=gen) for _ in range(6)])
+        if model.cfg.rank_values:  # (gene id, value at that position)
+            x = torch.stack([x.float(), torch.randn(x.shape, generator=gen).sort(1, descending=True).values], -1)
     else:
         x = torch.randn(6, N_GENES, generator=gen)
     index = random_positions(6, N_GENES, 0.25, gen, "cpu")
@@ -35,7 +37,9 @@ def loss_and_grads(model, inputs, index, x):
     ("rank", "transformer", {}), ("expression", "transformer", {}), ("rank", "dense", {}),
     ("expression", "transformer", {"attn_bias": "genes", "n_registers": 2}),
     ("rank", "transformer", {"attn_bias": "genes", "rank_view": "genes"}),
-    ("rank", "transformer", {"attn_bias": "genes"})])
+    ("rank", "transformer", {"attn_bias": "genes"}),
+    ("rank", "transformer", {"attn_bias": "genes", "rank_view": "genes", "rank_values": True}),
+    ("expression", "transformer", {"attn_bias": "genes", "n_registers": 1, "profile_token": True})])
 def test_compiled_model_matches_eager_in_one_graph(mode, trunk, extra):
     torch.manual_seed(0)
     torch._dynamo.reset()

@@ -261,3 +261,21 @@ def test_blocked_rank_scoring_equals_the_former_per_profile_scoring_exactly():
     for i in range(n):
         scores = distance_scores(gene_position[i], positions[i])
         _assert_same(blocked, _former_score_profile(scores, true[i], assignment=order[i]), i)
+
+
+def test_the_oracles_are_bounds_never_the_best_baseline(tmp_path):
+    """A baseline file's ``bounds`` (the oracle step's) are left out when a run is compared with the
+    best baseline, however low their error."""
+    from l1kformer.fileio import read_baselines, read_bounds, write_json
+    from l1kformer.summary import versus_baselines
+
+    write_json(tmp_path / "expression.json", {"baselines": {"knn": {"mse": 0.7}, "linear_shrunk": {"mse": 0.6}}})
+    write_json(tmp_path / "oracle.json", {"baselines": {"oracle": {"mse": 0.4}, "oracle_no_metadata": {"mse": 0.45}},
+                                          "bounds": ["oracle", "oracle_no_metadata"]})
+    paths = [tmp_path / "expression.json", tmp_path / "oracle.json"]
+    bounds = read_bounds(paths)
+    assert bounds == {"oracle", "oracle_no_metadata"}
+    runs = {"m": {"mode": "expression", "test": {"mse": 0.5}}}
+    name, value, ratio = versus_baselines(runs, {"expression": read_baselines(paths)}, bounds)["m"]["mse"]
+    assert (name, value) == ("linear_shrunk", 0.6) and abs(ratio - 0.5 / 0.6) < 1e-12
+    assert versus_baselines(runs, {"expression": read_baselines(paths)})["m"]["mse"][0] == "oracle"

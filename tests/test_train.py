@@ -56,7 +56,7 @@ def model_config(mode, **extra):
 
 def run(tiny_data, mode, tmp_path, name="ckpt.pt", **kw):
     d, split, mask = tiny_data
-    data = d / ("ranks.h5" if mode == "rank" else "expression.h5")
+    data = d / ("ranks.h5" if mode == "rank" and not kw.get("extra", {}).get("rank_values") else "expression.h5")
     return train(settings(mode, **kw.pop("extra", {})), data, split, mask["val"], tmp_path / name,
                  log=lambda m: None, progress=False, **kw)
 
@@ -240,16 +240,20 @@ def test_gene_pair_bias_steers_attention_from_gene_to_gene(mode):
         assert not torch.allclose(y[row, (qa + 1) % N_GENES], reads[row, kb], atol=1e-3)
 
 
-def test_rank_gene_view_ignores_what_the_hidden_positions_hold():
-    """rank_view genes: a token per gene with its visible rank position; the hidden positions show
-    nothing, so BERT's [MASK], random or kept tokens there give the same outputs, visible genes are
-    ruled out, and the loss is finite and trains the position head."""
-    from l1kformer.tasks import shown_genes
+@pytest.mark.parametrize("rank_values", [False, True])
+def test_rank_gene_view_ignores_what_the_hidden_positions_hold(rank_values):
+    """rank_view genes: a token per gene with its visible rank position (and with rank_values its
+    value); the hidden positions show nothing, so BERT's [MASK], random or kept tokens there, and any
+    value there, give the same outputs, visible genes are ruled out, and the loss is finite and trains
+    the position head. A visible gene's value does reach the outputs."""
+    from l1kformer.tasks import rank_ids, shown_genes
 
     torch.manual_seed(0)
-    model = L1kFormer(model_config("rank", rank_view="genes", attn_bias="genes"))
+    model = L1kFormer(model_config("rank", rank_view="genes", attn_bias="genes", rank_values=rank_values))
     gen = torch.Generator().manual_seed(3)
     x = torch.stack([torch.randperm(N_GENES, generator=gen) for _ in range(5)])
+    if rank_values:  # (gene id, value at that position)
+        x = torch.stack([x.float(), torch.randn(x.shape, generator=gen).sort(1, descending=True).values], -1)
     index = random_positions(5, N_GENES, 0.25, gen, "cpu")
     masked = positions_mask(x, index)
     cfg = type("Cfg", (), {"mask_replace": 0.4, "mask_random": 0.3})()
@@ -259,7 +263,14 @@ def test_rank_gene_view_ignores_what_the_hidden_positions_hold():
     out3, _ = model(x, index, x)  # every hidden position keeps its true gene
     torch.testing.assert_close(out, out2)
     torch.testing.assert_close(out, out3)
+    if rank_values:
+        other = x.clone()
+        other[..., 1] = torch.where(masked, 100.0, x[..., 1])  # other values at the hidden positions
+        torch.testing.assert_close(model(other, index, x)[0], out)
+        other[..., 1] = torch.where(masked, x[..., 1], x[..., 1] + 1.0)  # and at the visible ones
+        assert not torch.allclose(model(other, index, x)[0], out, atol=1e-3)
     assert torch.isfinite(loss)
+    x = rank_ids(x)
     shown = shown_genes(x.masked_fill(masked, N_GENES), N_GENES)  # the genes at unmasked positions
     assert shown.sum() == 5 * (N_GENES - index.shape[1])
     assert (out.view(5, -1, N_GENES).masked_select(shown.unsqueeze(1).expand(-1, index.shape[1], -1)) <= -1e3).all()
@@ -268,6 +279,9 @@ def test_rank_gene_view_ignores_what_the_hidden_positions_hold():
 
 
 @pytest.mark.parametrize("mode,extra", [("rank", {"rank_view": "genes"}), ("rank", {"attn_bias": "genes"}),
+                                        ("rank", {"rank_view": "genes", "rank_values": True}),
+                                        ("rank", {"rank_view": "genes", "n_registers": 1, "profile_token": True}),
+                                        ("expression", {"n_registers": 1, "profile_token": True}),
                                         ("expression", {"attn_bias": "genes", "n_registers": 2})])
 def test_model_variants_learn(tiny_data, tmp_path, mode, extra):
     torch.set_num_threads(1)
@@ -278,3 +292,84 @@ def test_model_variants_learn(tiny_data, tmp_path, mode, extra):
         assert h[-1]["val_top1"] > 2.0 / N_GENES
     else:
         assert h[-1]["val_pearson"] > 0.5
+
+
+def test_rank_values_inputs_are_the_rank_steps_ranks_with_their_values(tmp_path):
+    """A rank_values run reads expression.h5 and ranks it itself: its gene ids are the rank step's file,
+    ties included (values rounded to one decimal), and each position carries its gene's value,
+    standardised with the train split's per-gene mean and sd."""
+    from l1kformer.rank import rank_file
+
+    rng = np.random.default_rng(1)
+    x = np.round(rng.normal(8, 1, (40, N_GENES)), 1).astype(np.float32)
+    with h5py.File(tmp_path / "expression.h5", "w") as h5:
+        h5.create_dataset("expression", data=x)
+    rank_file(tmp_path / "expression.h5", tmp_path / "ranks.h5", log=lambda m: None)
+    with h5py.File(tmp_path / "ranks.h5", "r") as h5:
+        ranks = h5["ranks"][:].astype(np.int64)
+    model = L1kFormer(model_config("rank", rank_view="genes", rank_values=True))
+    assert model.task.dataset_for(True) == "expression" and model.task.dataset_for(False) == "ranks"
+    mean, sd = x.mean(0).astype(np.float64), x.std(0).astype(np.float64)
+    model.task.prepare(model, lambda: (mean, sd))
+    inputs = model.task.to_inputs(model, x, "cpu")
+    assert (inputs[..., 0].long().numpy() == ranks).all()
+    expected = (np.take_along_axis(x, ranks, 1) - mean[ranks]) / sd[ranks]
+    np.testing.assert_allclose(inputs[..., 1].numpy(), expected, rtol=1e-5, atol=1e-5)
+    index = torch.tensor([[0, 3, 7, 9]]).expand(40, -1)
+    assert (model.task.targets(inputs, index).numpy() == np.take_along_axis(ranks, index.numpy(), 1).ravel()).all()
+
+
+def test_rank_values_only_with_the_rank_genes_view():
+    for extra in ({"rank_view": "sequence"}, {"trunk": "dense", "rank_view": "genes"}):
+        with pytest.raises(ValueError, match="rank_values needs"):
+            model_config("rank", rank_values=True, **extra)
+    with pytest.raises(ValueError, match="rank_values needs"):
+        model_config("expression", rank_values=True, rank_view="genes")
+
+
+def test_a_rank_values_model_is_scored_on_the_rank_steps_genes(tiny_data, tmp_path):
+    """Rebuilt from its file, a rank_values model is evaluated on expression.h5 ranked as the rank step
+    ranks it: the true genes of its predictions are those of ranks.h5 at the test mask."""
+    import pandas as pd
+
+    from l1kformer.evaluate import evaluate
+    from l1kformer.inference import load_model
+
+    torch.set_num_threads(1)
+    d, split, mask = tiny_data
+    s = settings("rank", rank_view="genes", rank_values=True, epochs=6)
+    model, state = train(s, d / "expression.h5", split, mask["val"], tmp_path / "ckpt.pt", log=lambda m: None,
+                         progress=False)
+    torch.save(final_model(model, state, s), tmp_path / "model.pt")
+    rebuilt, _ = load_model(tmp_path / "model.pt")
+    metrics = evaluate(rebuilt, d / "expression.h5", *mask["test"], tmp_path / "pred.parquet")
+    rows, positions = mask["test"]
+    with h5py.File(d / "ranks.h5", "r") as h5:
+        true = np.take_along_axis(h5["ranks"][:][rows], positions.astype(np.int64), 1)
+    assert (pd.read_parquet(tmp_path / "pred.parquet")["true_gene"].to_numpy() == true.ravel()).all()
+    k = positions.shape[1]
+    assert metrics["c_mean_rank_error"] < 0.5 * (k - 1) / 2, metrics  # guessing among the k missing: (k - 1) / 2
+
+
+@pytest.mark.parametrize("mode", ["rank", "expression"])
+def test_the_profile_token_reads_the_visible_profile_only(mode):
+    """profile_token: the first register carries an MLP summary of the masked profile; what the hidden
+    positions hold never reaches the outputs through it, and it gets gradient."""
+    torch.manual_seed(0)
+    extra = {"rank_view": "genes"} if mode == "rank" else {}
+    model = L1kFormer(model_config(mode, n_registers=1, profile_token=True, **extra))
+    gen = torch.Generator().manual_seed(4)
+    if mode == "rank":
+        x = torch.stack([torch.randperm(N_GENES, generator=gen) for _ in range(5)])
+    else:
+        x = torch.randn(5, N_GENES, generator=gen)
+    index = random_positions(5, N_GENES, 0.25, gen, "cpu")
+    masked = positions_mask(x, index)
+    out, loss = model(model.task.mask_inputs(model, x, masked), index, x)
+    other = x.flip(1) if mode == "rank" else torch.where(masked, 50.0, x)
+    other = torch.where(masked, other, x)  # the same visible profile, other things at the hidden positions
+    torch.testing.assert_close(model(other, index, x)[0], out)  # hide defaults to the masked positions
+    loss.backward()
+    assert model.profile[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="profile_token needs"):
+        model_config(mode, profile_token=True, **extra)

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from l1kformer import plots
-from l1kformer.fileio import atomic_path, read_baselines, read_json
+from l1kformer.fileio import atomic_path, read_baselines, read_bounds, read_json
 from l1kformer.step import step
 from l1kformer.summary import comparison_panels, summary_table, versus_baselines
 
@@ -10,7 +10,8 @@ with step(snakemake.log[0]) as log:
     probes = {Path(p).parent.name: read_json(p) for p in snakemake.input.probes}
     baselines = {mode: read_baselines(snakemake.input[f"{mode}_baselines"]) for mode in snakemake.params.modes
                  if f"{mode}_baselines" in snakemake.input.keys()}
-    versus = versus_baselines(runs, baselines)
+    bounds = read_bounds([p for mode in baselines for p in snakemake.input[f"{mode}_baselines"]])
+    versus = versus_baselines(runs, baselines, bounds)
     table = summary_table(runs, probes, baselines, versus)
     with atomic_path(snakemake.output.table) as tmp:
         table.to_csv(tmp, sep="\t", index=False, float_format="%.5g")

@@ -11,7 +11,8 @@ from l1kformer.train import run_training
 with step(snakemake.log[0]) as log:
     data = snakemake.input.data
     with h5py.File(data, "r") as h5:
-        n_genes = h5[get_task(snakemake.params.settings["mode"]).dataset].shape[1]
+        settings = snakemake.params.settings
+        n_genes = h5[get_task(settings["mode"]).dataset_for(settings["rank_values"])].shape[1]
     settings = {**snakemake.params.settings, "n_genes": n_genes}
     outdir = os.path.dirname(snakemake.output.model)
     job = dict(settings=settings, data_path=data, split_path=snakemake.input.split,

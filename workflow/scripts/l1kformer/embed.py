@@ -20,7 +20,7 @@ def profile_embeddings(model, data_path, rows, batch_size=64, device="cpu"):
     autocast = autocast_for(device)
     for _, values in RowBatches(data_path, dataset_of(model), rows, batch_size).epoch(0, 0, shuffle=False):
         x = model.task.to_inputs(model, values, device)
-        masked = torch.zeros(x.shape, dtype=torch.bool, device=device)
+        masked = torch.zeros(x.shape[:2], dtype=torch.bool, device=device)
         with autocast():
             out.append(model.embeddings(x, masked).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.cfg.d_model), np.float32)

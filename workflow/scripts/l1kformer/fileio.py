@@ -135,6 +135,12 @@ def data_units(path):
     return None if units is None else str(units)
 
 
+def read_bounds(paths):
+    """The methods that baseline files list under ``bounds`` (the oracles): no model can beat them in
+    expectation, so they are shown beside the baselines but never counted as one."""
+    return set().union(*(read_json(path).get("bounds", []) for path in paths))
+
+
 def read_baselines(paths, part="baselines"):
     """The methods of several baseline files (``results/baselines/*.json``) in one dict, by name: their
     test metrics, or another ``part`` of the files (``by_position``) where they have it."""

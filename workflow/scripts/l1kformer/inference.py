@@ -37,7 +37,7 @@ def load_model(path, device="cpu"):
 
 def dataset_of(model):
     """The HDF5 data set the model reads (``ranks`` or ``expression``)."""
-    return model.task.dataset
+    return model.task.dataset_for(model.cfg.rank_values)
 
 
 @torch.no_grad()
@@ -55,7 +55,7 @@ def masked_outputs(model, loader, mask_rows, mask_positions, device, autocast=No
         index = torch.from_numpy(pos).to(device)
         with autocast():
             out, _ = model(model.task.mask_inputs(model, x, positions_mask(x, index)), index)
-        yield values, pos, out.float(), x.gather(1, index).reshape(-1)
+        yield values, pos, out.float(), model.task.targets(x, index)
 
 
 def predict_masked(model, data_path, rows, positions, batch_size=64, device="cpu"):

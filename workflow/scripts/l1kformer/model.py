@@ -34,7 +34,10 @@ class ModelConfig:
     is embedded (tasks.py); ``rank_view`` what a rank-mode
     transformer's tokens are (tasks.py); ``attn_bias`` "genes" adds a learned attention bias for each
     pair of genes, per head and layer (``SelfAttention``); ``n_registers`` learned tokens join the
-    genes' in every layer (a place to gather what the whole profile says) and are dropped at the end."""
+    genes' in every layer (a place to gather what the whole profile says) and are dropped at the end;
+    ``rank_values`` gives the rank genes view's visible tokens their expression values too;
+    ``profile_token`` adds to the first register an MLP summary of the whole masked profile (the dense
+    control's input features), so every token can read the profile's state from the first layer."""
     mode: str
     n_genes: int
     trunk: str
@@ -49,6 +52,8 @@ class ModelConfig:
     attn_bias: str = "none"  # defaults: model files written before these settings rebuild unchanged
     rank_view: str = "sequence"
     n_registers: int = 0
+    rank_values: bool = False
+    profile_token: bool = False
 
     def __post_init__(self):
         get_task(self.mode)  # a clear error for an unknown mode
@@ -58,6 +63,10 @@ class ModelConfig:
             raise ValueError(f"rank_view must be 'sequence' or 'genes', not {self.rank_view!r}")
         if self.trunk not in TRUNKS:
             raise ValueError(f"trunk must be one of {sorted(TRUNKS)}, not {self.trunk!r}")
+        if self.rank_values and (self.mode, self.trunk, self.rank_view) != ("rank", "transformer", "genes"):
+            raise ValueError("rank_values needs mode rank, trunk transformer and rank_view genes")
+        if self.profile_token and not (self.n_registers and self.trunk == "transformer"):
+            raise ValueError("profile_token needs the transformer trunk and n_registers >= 1")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
 
@@ -124,7 +133,7 @@ class Trainable(nn.Module):
 
     def loss(self, out, targets, index):
         """(outputs, the task's loss against ``targets`` at ``index``, or None without targets)."""
-        return out, (None if targets is None else self.task.loss(out, targets.gather(1, index).reshape(-1)))
+        return out, (None if targets is None else self.task.loss(out, self.task.targets(targets, index)))
 
 
 class L1kFormer(Trainable):
@@ -136,6 +145,10 @@ class L1kFormer(Trainable):
         self.drop = nn.Dropout(cfg.dropout)
         # only when asked for: model files written before registers existed load unchanged
         self.registers = nn.Parameter(torch.randn(cfg.n_registers, cfg.d_model) * 0.02) if cfg.n_registers else None
+        if cfg.profile_token:  # the dense control's view of the profile (2 x genes features) -> d_model
+            self.profile_input = self.task.dense_encoder(cfg)
+            self.profile = nn.Sequential(nn.Linear(2 * cfg.n_genes, cfg.d_model), nn.GELU(),
+                                         nn.Linear(cfg.d_model, cfg.d_model))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.norm = nn.LayerNorm(cfg.d_model)
         self.head = self.task.head(cfg)
@@ -160,7 +173,11 @@ class L1kFormer(Trainable):
         b, t, _ = h.shape
         genes = self._token_genes(x, t) if self.cfg.attn_bias == "genes" else None
         if self.cfg.n_registers:
-            h = torch.cat([h, self.registers.to(h.dtype).expand(b, -1, -1)], dim=1)
+            registers = self.registers.to(h.dtype).expand(b, -1, -1)
+            if self.cfg.profile_token:  # hidden positions show nothing to the summary either
+                summary = self.profile(self.profile_input(x, hide, hide).to(self.profile[0].weight.dtype))
+                registers = torch.cat([registers[:, :1] + summary.to(h.dtype).unsqueeze(1), registers[:, 1:]], 1)
+            h = torch.cat([h, registers], dim=1)
         for block in self.blocks:
             h = block(h, genes)
         return self.norm(h[:, :t])

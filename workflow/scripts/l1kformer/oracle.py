@@ -11,7 +11,6 @@ from l1kformer.baselines import flat_metrics, masked_set
 from l1kformer.parallel import ordered_map
 from l1kformer.simulate import blind_oracle_predict, codes_from_meta, load_truth, oracle_predict, plate_prior
 
-BOUNDS = ("oracle", "oracle_no_metadata")
 BLOCK = 64  # profiles per block of the metadata-free oracle, the blocks on the job's threads
 
 

@@ -3,7 +3,6 @@ baseline on its task's headline metrics."""
 
 import pandas as pd
 
-from l1kformer.oracle import BOUNDS
 from l1kformer.tasks import TASKS
 
 BASE_COLUMNS = ["name", "kind", "mode", "beats_best_baseline", "best_baseline", "ratio_to_best_baseline"]
@@ -34,12 +33,12 @@ def summary_table(run_metrics, probes, baselines, versus):
     return table[[c for c in known if c in table.columns] + extra]
 
 
-def versus_baselines(run_metrics, baselines):
+def versus_baselines(run_metrics, baselines, bounds=()):
     """{run: {metric: (best baseline, its value, run / baseline)}} on each task's headline metrics;
-    the oracles are bounds, not baselines, and are left out."""
+    the methods named in ``bounds`` (the oracles) are not baselines and are left out."""
     out = {}
     for run, m in sorted(run_metrics.items()):
-        real = {k: v for k, v in baselines.get(m["mode"], {}).items() if k not in BOUNDS}
+        real = {k: v for k, v in baselines.get(m["mode"], {}).items() if k not in bounds}
         out[run] = {}
         for metric, best in TASKS[m["mode"]].headline.items():
             scored = {k: v[metric] for k, v in real.items() if v.get(metric) is not None}

@@ -2,7 +2,8 @@
 
 A task owns everything that differs between modes; the trunk (model.py), the training loop
 (train.py) and the evaluation code call it and never compare mode strings:
-- the data set it reads (``ranks`` in ranks.h5 or ``expression`` in expression.h5);
+- the data set it reads (``ranks`` in ranks.h5 or ``expression`` in expression.h5; rank runs with
+  ``rank_values`` read expression.h5 and rank it themselves, so their tokens can carry the values);
 - the input encoder (tokens -> batch x genes x d_model; its ``token_genes`` says which gene each
   token is) and the head (hidden states and masked positions -> outputs there), built by the model in
   its ``__init__``, and their counterparts for the dense (non-attention) control model;
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from l1kformer.metrics import ExpressionTally, PositionBins, RankTally, missing_genes, score_rank_block
 from l1kformer.parallel import ordered_map
+from l1kformer.rank import rank_genes
 
 TASKS = {}
 
@@ -51,6 +53,14 @@ class Task:
 
     def head(self, cfg):
         raise NotImplementedError
+
+    def dataset_for(self, rank_values=False):
+        """The HDF5 data set a run reads (``rank_values``: the run's setting of that name)."""
+        return self.dataset
+
+    def targets(self, x, index):
+        """What the model predicts at ``index`` (batch x k), flattened row-major, from the inputs ``x``."""
+        return x.gather(1, index).reshape(-1)
 
     def prepare(self, model, train_stats):
         """Store what the model needs from the training profiles (``train_stats()`` gives mean, sd)."""
@@ -103,6 +113,17 @@ def bert_split(masked, cfg, generator):
 def at_positions(h, index):
     """batch x k x d: the states ``h`` (batch x positions x d) at ``index`` (batch x k)."""
     return h.gather(1, index.unsqueeze(-1).expand(-1, -1, h.shape[-1]))
+
+
+def rank_ids(x):
+    """The gene ids (batch x positions) of rank inputs ``x``: ``x`` itself, or channel 0 of the
+    ``rank_values`` inputs (batch x positions x (gene id, standardised value at that position))."""
+    return x[..., 0].long() if x.dim() == 3 else x
+
+
+def with_ids(x, ids):
+    """Rank inputs ``x`` with their gene ids replaced by ``ids`` (the values channel, if any, kept)."""
+    return ids if x.dim() == 2 else torch.stack([ids.to(x.dtype), x[..., 1]], dim=-1)
 
 
 def shown_genes(tokens, n_genes):
@@ -169,7 +190,9 @@ class RankGeneView(nn.Module):
     embedding of the gene's visible rank position (centred, about unit variance; ``value_encoder``), or
     a learned [MASK] vector when the gene is missing (it sat at a hidden position), plus a gene
     embedding.
-    Only the unhidden positions show their gene, so BERT's corruption of the hidden ones is moot."""
+    Only the unhidden positions show their gene, so BERT's corruption of the hidden ones is moot.
+    With ``rank_values`` a visible gene's token also carries its standardised expression value
+    (``RankValues``); a missing gene's stays [MASK]: the hidden positions show neither gene nor value."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -177,17 +200,46 @@ class RankGeneView(nn.Module):
         self.value_emb = value_encoder(cfg)
         self.gene_emb = nn.Embedding(cfg.n_genes, cfg.d_model)
         self.mask_emb = nn.Parameter(torch.zeros(cfg.d_model))
+        self.values = RankValues(cfg) if cfg.rank_values else None
 
     def forward(self, x, hide):
-        gene_pos, shown = gene_positions(x, hide, self.mask_id)
-        values = self.value_emb(((gene_pos - 0.5) * 3.46).unsqueeze(-1).to(self.mask_emb.dtype))
-        return torch.where(shown.unsqueeze(-1), values, self.mask_emb.to(values.dtype)) + self.gene_emb.weight
+        ids = rank_ids(x)
+        gene_pos, shown = gene_positions(ids, hide, self.mask_id)
+        tokens = self.value_emb(((gene_pos - 0.5) * 3.46).unsqueeze(-1).to(self.mask_emb.dtype))
+        if self.values is not None:
+            tokens = tokens + self.values(x[..., 1], ids, hide).to(tokens.dtype)
+        return torch.where(shown.unsqueeze(-1), tokens, self.mask_emb.to(tokens.dtype)) + self.gene_emb.weight
 
     def token_genes(self, x):
         return None  # token i is gene i
 
     def gene_table(self):
         return self.gene_emb.weight
+
+
+class RankValues(nn.Module):
+    """``rank_values``: the train split's per-gene mean and sd (buffers), and an embedding
+    (``value_encoder``) of each visible gene's standardised value."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.scale = Standardized(cfg)
+        self.value_emb = value_encoder(cfg)
+
+    def inputs(self, values, device):
+        """Loader values (profiles x genes, expression in gene order) -> rank inputs: batch x positions
+        x (gene id, standardised value of the gene at that position), ranked as the rank step ranks."""
+        ids = torch.from_numpy(rank_genes(values).astype(np.int64)).to(device, non_blocking=True)
+        v = self.scale.standardize(torch.from_numpy(values).to(device, non_blocking=True).float())
+        return torch.stack([ids.float(), v.gather(1, ids)], dim=-1)
+
+    def forward(self, v, ids, hide):
+        """batch x genes x d_model: the embedding of each gene's value (``v``, batch x positions, in rank
+        order); zero for the genes at hidden positions, which the encoder replaces by [MASK]."""
+        n = ids.shape[1]
+        by_gene = torch.zeros(v.shape[0], n + 1, device=v.device, dtype=v.dtype)
+        by_gene = by_gene.scatter(1, torch.where(hide, n, ids), torch.where(hide, 0.0, v))[:, :n]
+        return self.value_emb(by_gene.unsqueeze(-1))
 
 
 class GenePositionHead(nn.Module):
@@ -213,7 +265,7 @@ class DenseRankInput(nn.Module):
         self.fill = nn.Parameter(torch.full((cfg.n_genes,), 0.5))
 
     def forward(self, x, masked, hide):
-        gene_pos, visible = gene_positions(x, masked, self.mask_id)  # only unmasked positions show their gene
+        gene_pos, visible = gene_positions(rank_ids(x), masked, self.mask_id)  # only unmasked positions show
         return torch.cat([torch.where(visible, gene_pos, self.fill), visible.float()], dim=1)
 
 
@@ -255,17 +307,31 @@ class RankTask(Task):
     def dense_head(self, cfg):
         return DensePositionHead(cfg)
 
+    def dataset_for(self, rank_values=False):
+        return "expression" if rank_values else self.dataset
+
+    def prepare(self, model, train_stats):
+        if model.cfg.rank_values:
+            mean, std = train_stats()
+            model.encoder.values.scale.value_mean.copy_(torch.from_numpy(mean).float())
+            model.encoder.values.scale.value_std.copy_(torch.from_numpy(np.maximum(std, 1e-6)).float())
+
     def to_inputs(self, model, values, device):
+        if model.cfg.rank_values:
+            return model.encoder.values.inputs(values, device)
         return torch.from_numpy(values.astype(np.int64)).to(device, non_blocking=True)
+
+    def targets(self, x, index):
+        return rank_ids(x).gather(1, index).reshape(-1)
 
     def corrupt(self, x, masked, cfg, n_genes, generator):
         replace, randomise = bert_split(masked, cfg, generator)
-        noise = torch.randint(0, n_genes, x.shape, generator=generator, device=x.device)
-        x = torch.where(randomise, noise, x)
-        return x.masked_fill(replace, n_genes), None
+        ids = rank_ids(x)
+        noise = torch.randint(0, n_genes, ids.shape, generator=generator, device=x.device)
+        return with_ids(x, torch.where(randomise, noise, ids).masked_fill(replace, n_genes)), None
 
     def mask_inputs(self, model, x, masked):
-        return x.masked_fill(masked, model.encoder.mask_id)
+        return with_ids(x, rank_ids(x).masked_fill(masked, model.encoder.mask_id))
 
     def restrict(self, out, x, index):
         """A gene shown at an unmasked position cannot sit at a masked one: its logit there is set very
@@ -273,7 +339,7 @@ class RankTask(Task):
         the constrained metrics and the assignment ask. ``x`` outside ``index`` holds the true genes in
         training (corruption touches masked positions only) and in evaluation alike."""
         n = out.shape[-1]
-        visible = shown_genes(x.scatter(1, index, n), n)
+        visible = shown_genes(rank_ids(x).scatter(1, index, n), n)
         return out.view(*index.shape, n).masked_fill(visible.unsqueeze(1), -1e4).flatten(0, 1)
 
     def loss(self, out, target):
@@ -298,7 +364,8 @@ class RankTask(Task):
         tally, bins, offset = RankTally(), PositionBins(model.cfg.n_genes), 0
 
         def score(values, pos, out):
-            true = np.take_along_axis(values, pos, axis=1).astype(np.int64)
+            ids = rank_genes(values) if model.cfg.rank_values else values  # rank_values: expression
+            true = np.take_along_axis(ids, pos, axis=1).astype(np.int64)
             return pos, true, score_rank_block(out.view(len(pos), pos.shape[1], -1), true)
 
         # batches are scored on worker threads (on the device of the outputs; the assignment on the CPU)

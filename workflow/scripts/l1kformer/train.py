@@ -137,7 +137,7 @@ class Job:
         torch.manual_seed(self.cfg.seed)
         self.model = build_model(self.model_cfg)
         self.task = self.model.task
-        dataset, cfg = self.task.dataset, self.cfg
+        dataset, cfg = self.task.dataset_for(self.model_cfg.rank_values), self.cfg
         self.task.prepare(self.model, lambda: column_stats(data_path, dataset, split["train"], cfg.window_rows))
         self.model.to(self.device)
         self.optimizer = self.model.configure_optimizer(cfg.lr, cfg.weight_decay, fused=self.device.type == "cuda")
