@@ -61,7 +61,7 @@ write_gctx('{d}/in.gctx', lambda a, b: simulate_block(truth, codes, a, b, cfg.se
 
 RANK_THROUGHPUT = """
 import time, h5py, numpy as np
-from l1kformer.rank import rank_genes, rank_genes_loop
+from l1kformer.ranking import rank_genes, rank_genes_loop
 with h5py.File('{d}/x.h5') as h5:
     x = h5['expression'][:20000]
 t = time.perf_counter(); fast = rank_genes(x); t_fast = time.perf_counter() - t

@@ -10,7 +10,7 @@ import torch
 from conftest import defaults
 from l1kformer.mask import make_mask
 from l1kformer.model import L1kFormer, ModelConfig, build_model
-from l1kformer.rank import rank_genes
+from l1kformer.ranking import rank_genes
 from l1kformer.split import split_rows
 from l1kformer.model import positions_mask
 from l1kformer.train import final_model, lr_at, mask_ratio_at, random_positions, split_settings, train

@@ -104,6 +104,13 @@ def test_rerun_scope_and_determinism(workflow):
     workflow.run("--touch")
     assert workflow.pending() == set()
 
+    # the ranking function itself: the rank step and every run's (a rank_values run ranks its batches)
+    module = workflow.path / "workflow/scripts/l1kformer/ranking.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    assert workflow.pending_jobs() == {("rank", None), ("baselines_rank", None)} | ALL_RUNS | SUMMARY
+    workflow.run("--touch")
+    assert workflow.pending() == set()
+
     # editing the model: training, embedding, evaluation (and the plots and summary after them) only
     module = workflow.path / "workflow/scripts/l1kformer/model.py"
     module.write_text(module.read_text() + "\n# an edit\n")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from l1kformer.metrics import ExpressionTally, PositionBins, RankTally, missing_genes, score_rank_block
 from l1kformer.parallel import ordered_map
-from l1kformer.rank import rank_genes
+from l1kformer.ranking import rank_genes
 
 TASKS = {}
 
