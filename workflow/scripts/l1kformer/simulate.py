@@ -323,8 +323,7 @@ def _mixture_mean(parts, noise, hidden):
     scale = [np.exp(p[0] - top) for p in parts]
     pred = np.zeros(len(hidden))
     for s, (_, _, mean, resid, load) in zip(scale, parts):
-        load_o = np.where(hidden[:, None], 0.0, load)
-        pred += s * (mean + load @ (load_o.T @ resid) + noise.to_hidden * resid[noise.safe])
+        pred += s * (mean + _from_visible(load, noise, hidden, resid))
     return pred / sum(s * p[1] for s, p in zip(scale, parts))
 
 
@@ -367,13 +366,14 @@ class _DuoNoise:
 
 def _conditional(load, noise, resid, hidden):
     """E[r_H | r_O] (genes, meaningful at the hidden ones) and log N(r_O; 0, L L^T + D) for one state."""
-    load_o = np.where(hidden[:, None], 0.0, load)
-    dl = noise.solve(load_o)
-    inner = np.eye(load.shape[1]) + load_o.T @ dl
-    dr = noise.solve(resid)
-    t = np.linalg.solve(inner, load_o.T @ dr)
-    u = dr - dl @ t  # Sigma_OO^-1 r_O
-    pred = load @ (load_o.T @ u) + noise.to_hidden * u[noise.safe]
-    _, logdet = np.linalg.slogdet(inner)
+    solve, logdet = _woodbury(load, noise, hidden)
+    u = solve(resid)  # Sigma_OO^-1 r_O
     loglik = -0.5 * (resid @ u + logdet + noise.logdet + (~hidden).sum() * np.log(2 * np.pi))
-    return pred, loglik
+    return _from_visible(load, noise, hidden, u), loglik
+
+
+def _from_visible(load, noise, hidden, u):
+    """Sigma_HO u (genes, meaningful at the hidden ones) for u = Sigma_OO^-1 r_O: the conditional mean's
+    correction, through the loadings and the DUO partner's noise."""
+    load_o = np.where(hidden[:, None], 0.0, load)
+    return load @ (load_o.T @ u) + noise.to_hidden * u[noise.safe]

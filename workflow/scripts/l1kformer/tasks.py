@@ -133,14 +133,20 @@ def shown_genes(tokens, n_genes):
     return shown.scatter_(1, tokens, True)[:, :n_genes]
 
 
+def to_genes(x, hidden, per_position, n_genes):
+    """batch x n_genes: ``per_position`` (batch x positions) moved from each rank position of ``x`` (gene
+    ids) to the gene there; 0 for the genes at the ``hidden`` positions, which show nothing."""
+    out = torch.zeros(x.shape[0], n_genes + 1, device=x.device, dtype=per_position.dtype)
+    return out.scatter(1, torch.where(hidden, n_genes, x), per_position)[:, :-1]
+
+
 def gene_positions(x, hidden, n_genes):
     """From rank sequences ``x`` (batch x positions of gene ids) whose ``hidden`` positions show nothing:
     each gene's rank position scaled to [0, 1] (0 where not shown) and whether it is shown, both
     batch x n_genes."""
     b, t = x.shape
-    idx = torch.where(hidden, n_genes, x)
     pos = (torch.arange(t, device=x.device, dtype=torch.float32) / max(1, t - 1)).expand(b, t)
-    return torch.zeros(b, n_genes + 1, device=x.device).scatter(1, idx, pos)[:, :-1], shown_genes(idx, n_genes)
+    return to_genes(x, hidden, pos, n_genes), shown_genes(torch.where(hidden, n_genes, x), n_genes)
 
 
 # The position heads' starting log scale: a Gaussian of sd 0.125 of the ranking (16 of 128 positions).
@@ -236,10 +242,7 @@ class RankValues(nn.Module):
     def forward(self, v, ids, hide):
         """batch x genes x d_model: the embedding of each gene's value (``v``, batch x positions, in rank
         order); zero for the genes at hidden positions, which the encoder replaces by [MASK]."""
-        n = ids.shape[1]
-        by_gene = torch.zeros(v.shape[0], n + 1, device=v.device, dtype=v.dtype)
-        by_gene = by_gene.scatter(1, torch.where(hide, n, ids), torch.where(hide, 0.0, v))[:, :n]
-        return self.value_emb(by_gene.unsqueeze(-1))
+        return self.value_emb(to_genes(ids, hide, v, ids.shape[1]).unsqueeze(-1))
 
 
 class GenePositionHead(nn.Module):
@@ -312,9 +315,7 @@ class RankTask(Task):
 
     def prepare(self, model, train_stats):
         if model.cfg.rank_values:
-            mean, std = train_stats()
-            model.encoder.values.scale.value_mean.copy_(torch.from_numpy(mean).float())
-            model.encoder.values.scale.value_std.copy_(torch.from_numpy(np.maximum(std, 1e-6)).float())
+            model.encoder.values.scale.set_stats(*train_stats())
 
     def to_inputs(self, model, values, device):
         if model.cfg.rank_values:
@@ -401,6 +402,11 @@ class Standardized(nn.Module):
         super().__init__()
         self.register_buffer("value_mean", torch.zeros(cfg.n_genes))
         self.register_buffer("value_std", torch.ones(cfg.n_genes))
+
+    def set_stats(self, mean, std):
+        """Store the train split's per-gene mean and sd (numpy; sd floored at 1e-6)."""
+        self.value_mean.copy_(torch.from_numpy(mean).float())
+        self.value_std.copy_(torch.from_numpy(np.maximum(std, 1e-6)).float())
 
     def standardize(self, values):
         return (values - self.value_mean) / self.value_std
@@ -529,9 +535,7 @@ class ExpressionTask(Task):
         return DenseValueHead(cfg)
 
     def prepare(self, model, train_stats):
-        mean, std = train_stats()
-        model.encoder.value_mean.copy_(torch.from_numpy(mean).float())
-        model.encoder.value_std.copy_(torch.from_numpy(np.maximum(std, 1e-6)).float())
+        model.encoder.set_stats(*train_stats())
 
     def to_inputs(self, model, values, device):
         return model.encoder.standardize(torch.from_numpy(values).to(device, non_blocking=True).float())
