@@ -1,30 +1,32 @@
-"""Data steps at scale: wall time and peak RSS of ingest, split, rank and mask on a synthetic GCTX.
+"""Data steps at scale: wall time and peak RSS of ingest, normalize (data.level: 2, per plate), split, rank
+and mask on a synthetic GCTX.
 
     python benchmarks/data_bench.py                      # 50,000 and 200,000 profiles
     python benchmarks/data_bench.py --sizes 1320000      # the size of GSE92742 Level 3
 
 Each step runs in its own process (peak RSS is that process's ru_maxrss). Rank throughput is also
 measured against the plain per-profile loop (one stable argsort per profile) on the same profiles,
-side by side in this run. Target: 1.32 M profiles through the four steps in <= 3 min, <= 2 GB.
+side by side in this run. Targets: 1.32 M profiles through ingest, split, rank and mask in <= 3 min, <= 2 GB; normalize
+(done only for Level 2 input) no slower than rank.
 """
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_config import defaults
+from bench_config import SCRIPTS, defaults, run_measured
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 
-INGEST = {k: v for k, v in defaults("data", n_genes=978).items() if k != "inputs"}
+INGEST = {k: v for k, v in defaults("data", n_genes=978).items() if k not in ("inputs", "plate_field")}
 STEPS = {
     "ingest": "from l1kformer.ingest import ingest; ingest(['{d}/in.gctx'], '{d}/x.h5', '{d}/s.parquet', "
               "'{d}/g.tsv', log=lambda m: None, **{ingest!r})",
+    "normalize": "from l1kformer.normalize import normalize_file; normalize_file('{d}/fluor.h5', '{d}/s.parquet', "
+                 "'{d}/n.h5', threads=2, log=lambda m: None)",
     "split": "from l1kformer.split import write_split; write_split('{d}/s.parquet', '{d}/split.h5', "
              "{{'train': 0.8, 'val': 0.1, 'test': 0.1}}, 1, log=lambda m: None)",
     "rank": "from l1kformer.rank import rank_file; rank_file('{d}/x.h5', '{d}/r.h5', threads=2, "
@@ -32,18 +34,6 @@ STEPS = {
     "mask": "from l1kformer.mask import write_mask; from l1kformer.split import read_split; "
             "write_mask(read_split('{d}/split.h5'), 978, '{d}/m.h5', 0.15, 2, log=lambda m: None)",
 }
-
-
-def run_measured(code):
-    """Wall seconds and peak RSS (MiB) of ``python -c code`` in a fresh process."""
-    env = dict(os.environ, PYTHONPATH=str(SCRIPTS))
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"step failed: {code}")
-    return wall, usage.ru_maxrss / 1024
 
 
 # Both run in child processes: Linux keeps a process's peak RSS across exec, so the parent must stay
@@ -57,6 +47,17 @@ truth, (meta, codes), genes = make_truth(cfg), make_layout(cfg), gene_table(cfg.
 meta = meta.iloc[:n]
 write_gctx('{d}/in.gctx', lambda a, b: simulate_block(truth, codes, a, b, cfg.seed), meta['id'],
            genes['id'], sample_meta=meta, gene_meta=genes)
+"""
+
+FLUORESCENCE = """
+import h5py, numpy as np
+with h5py.File('{d}/x.h5') as src, h5py.File('{d}/fluor.h5', 'w') as out:  # Level 2-like: 2^x, positive
+    x = src['expression']
+    y = out.create_dataset('expression', shape=x.shape, dtype=np.float32, chunks=x.chunks)
+    for a in range(0, x.shape[0], 65536):
+        y[a:a + 65536] = np.exp2(x[a:a + 65536])
+    for name in ('sample_id', 'gene_id'):
+        src.copy(name, out)
 """
 
 RANK_THROUGHPUT = """
@@ -88,6 +89,8 @@ def main():
                   f"({Path(d, 'in.gctx').stat().st_size / 2**30:.2f} GiB)")
             total_wall, peak = 0.0, 0.0
             for step, code in STEPS.items():
+                if step == "normalize":
+                    run_measured(FLUORESCENCE.format(d=d))  # its input, not timed
                 wall, rss = run_measured(code.format(d=d, ingest=INGEST))
                 total_wall, peak = total_wall + wall, max(peak, rss)
                 print(f"{n:>9} {step:>7} {wall:>8.2f} {rss:>13.0f} {1e6 * wall / n:>11.2f}", flush=True)

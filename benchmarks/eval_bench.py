@@ -133,7 +133,8 @@ def main():
     with tempfile.TemporaryDirectory(dir=args.dir) as d:
         t = time.perf_counter()
         run_measured(PREPARE.format(d=d, n=n_total, simulate=defaults("simulate", n_genes=978), model=model,
-                                    ingest={k: v for k, v in defaults("data", n_genes=978).items() if k != "inputs"}))
+                                    ingest={k: v for k, v in defaults("data", n_genes=978).items()
+                                            if k not in ("inputs", "plate_field")}))
         import h5py
 
         with h5py.File(Path(d, "m.h5")) as h5:

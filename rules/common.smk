@@ -76,6 +76,9 @@ def R(path):
     return f"{RESULTS}/{path}"
 
 
+# Level 2 fluorescence is ingested as it is and normalised by its own step into expression.h5.
+INGESTED = "data/level2.h5" if config["data"]["level"] == 2 else "data/expression.h5"
+
 SIMULATED_GCTX = "resources/simulated/l1000_sim.gctx"
 SIMULATED_TRUTH = "resources/simulated/l1000_sim_truth.h5"
 
@@ -140,6 +143,9 @@ def ingest_inputs(wildcards):
     inputs = {"matrices": config["data"]["inputs"]}
     if config["data"]["gene_table"]:
         inputs["gene_table"] = config["data"]["gene_table"]
+    if config["data"]["sample_table"]:
+        tables = config["data"]["sample_table"]
+        inputs["sample_tables"] = [tables] if isinstance(tables, str) else tables
     return inputs
 
 

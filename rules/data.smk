@@ -21,11 +21,12 @@ rule ingest:
         unpack(ingest_inputs),
         package=package_files("ingest"),
     output:
-        expression=R("data/expression.h5"),
+        expression=R(INGESTED),
         samples=R("data/samples.parquet"),
         genes=R("data/genes.tsv"),
     params:
-        settings=section("data", ["n_genes", "gene_key", "gene_match", "orientation", "filters", "level"]),
+        settings=section("data", ["n_genes", "gene_key", "gene_match", "gene_filter", "sample_key",
+                                  "orientation", "filters", "level"]),
     log:
         R("logs/ingest.log"),
     benchmark:
@@ -34,6 +35,28 @@ rule ingest:
         "../envs/l1kformer.yaml"
     script:
         "../workflow/scripts/ingest.py"
+
+
+if config["data"]["level"] == 2:
+
+    rule normalize:
+        input:
+            expression=R(INGESTED),
+            samples=R("data/samples.parquet"),
+            package=package_files("normalize"),
+        output:
+            expression=R("data/expression.h5"),
+        params:
+            plate_field=config["data"]["plate_field"],
+        threads: 2
+        log:
+            R("logs/normalize.log"),
+        benchmark:
+            R("benchmarks/normalize.tsv")
+        conda:
+            "../envs/l1kformer.yaml"
+        script:
+            "../workflow/scripts/normalize.py"
 
 
 rule split:

@@ -24,7 +24,7 @@ def defaults(section, **overrides):
 def ingest_settings(**overrides):
     """The keyword settings of l1kformer.ingest.ingest: config.yaml's ``data:`` section less its inputs."""
     data = defaults("data", **overrides)
-    return {k: v for k, v in data.items() if k != "inputs"}
+    return {k: v for k, v in data.items() if k not in ("inputs", "plate_field")}  # plate_field: the normalize step
 
 # A small simulated data set (4 plates x 96 wells, the default config's 128 genes) and tiny models.
 TINY = {"simulate": {"n_plates": 4, "wells_per_plate": 96, "n_compounds": 10, "n_cell_lines": 2},

@@ -82,7 +82,62 @@ def case_unknown_gene(d):
     (d / "genes.tsv").write_text("pr_gene_id\taffx_probe_id\n" + "".join(f"{k}\tp{k}\n" for k in range(5)))
     (d / "probes.csv").write_text(csv_text(good_rows(), ["p0", "p1", "p2", "p3", "p99"]))
     return ["probes.csv"], {"gene_table": str(d / "genes.tsv"), "orientation": "samples_x_genes"}, \
-        ("probes.csv", "1 gene ids unknown to the reference table")
+        ("probes.csv", "lacks 1 of the 5 genes selected from the gene table")
+
+
+def landmark_table(d):
+    """A gene table of 8 genes of which the 5 of the matrices are the landmarks (pr_is_lm 1)."""
+    (d / "gene_info.txt").write_text("pr_gene_id\tpr_is_lm\n" + "".join(
+        f"g{k}\t{int(k < 5)}\n" for k in range(8)))
+    return {"gene_table": str(d / "gene_info.txt"), "gene_match": ["pr_gene_id"]}
+
+
+def case_gene_filter_field(d):
+    small_gctx(d / "plate.gctx")
+    return ["plate.gctx"], {**landmark_table(d), "gene_filter": {"is_landmark": [1]}}, \
+        ("gene_info.txt", "gene table has no field 'is_landmark' (data.gene_filter)")
+
+
+def case_gene_filter_nothing(d):
+    small_gctx(d / "plate.gctx")
+    return ["plate.gctx"], {**landmark_table(d), "gene_filter": {"pr_is_lm": [2]}}, \
+        ("gene_info.txt", "selects no gene")
+
+
+def sample_table(d, rows, columns=("inst_id", "cell_id")):
+    (d / "inst_info.txt").write_text("\t".join(columns) + "\n" + "".join("\t".join(r) + "\n" for r in rows))
+    return {"sample_table": str(d / "inst_info.txt")}
+
+
+def case_sample_table_misses_ids(d):
+    small_gctx(d / "plate.gctx")
+    table = sample_table(d, [(f"s{i}", "A375") for i in range(5)])
+    return ["plate.gctx"], {**table, "sample_key": "inst_id"}, \
+        ("plate.gctx", "1 of its 6 sample ids are not in the sample table")
+
+
+def case_sample_table_duplicate_keys(d):
+    small_gctx(d / "plate.gctx")
+    table = sample_table(d, [(f"s{i}", "A375") for i in [0, 1, 2, 2, 3, 4, 5]])
+    return ["plate.gctx"], table, ("inst_info.txt", "duplicate keys: 'inst_id' repeats for 1 of the matrices' sample ids (e.g. 's2')")
+
+
+def case_sample_table_no_key(d):
+    small_gctx(d / "plate.gctx")
+    table = sample_table(d, [(f"s{i}", "A375") for i in range(5)])
+    return ["plate.gctx"], table, ("inst_info.txt", "no column of the sample table holds every matrix sample id")
+
+
+def case_sample_table_two_keys(d):
+    small_gctx(d / "plate.gctx")
+    table = sample_table(d, [(f"s{i}", f"s{i}") for i in range(6)], columns=("inst_id", "distil_id"))
+    return ["plate.gctx"], table, ("inst_info.txt", "columns 'distil_id' and 'inst_id' of the sample table both")
+
+
+def case_sample_table_conflict(d):
+    small_gctx(d / "plate.gctx")
+    table = sample_table(d, [(f"s{i}", "MCF7" if i == 3 else "A375") for i in range(6)])
+    return ["plate.gctx"], table, ("plate.gctx", "sample field 'cell_id' differs from the sample table")
 
 
 def case_filter_nothing(d):
@@ -113,7 +168,10 @@ def case_directory(d):
 
 CASES = [case_nan, case_inf, case_gene_count, case_duplicate_genes, case_duplicate_samples,
          case_non_numeric, case_empty, case_truncated_hdf5, case_gct_dims, case_unknown_gene,
-         case_filter_nothing, case_extreme_value, case_unsupported_format, case_gct_version, case_directory]
+         case_filter_nothing, case_extreme_value, case_unsupported_format, case_gct_version, case_directory,
+         case_gene_filter_field, case_gene_filter_nothing, case_sample_table_misses_ids,
+         case_sample_table_duplicate_keys, case_sample_table_no_key, case_sample_table_two_keys,
+         case_sample_table_conflict]
 
 
 def error_lines(proc):

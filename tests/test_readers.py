@@ -223,7 +223,7 @@ def test_gene_symbols_get_a_hint(tmp_path):
     (tmp_path / "genes.tsv").write_text("pr_gene_id\tpr_gene_symbol\taffx_probe_id\n" + "".join(
         f"{g}\t{s}\tp{k}\n" for k, (g, s) in enumerate(zip(GENES, symbols))))
     pd.DataFrame(VALUES, index=SAMPLES, columns=symbols).to_csv(tmp_path / "symbols.csv")
-    with pytest.raises(InputError, match="look like gene symbols: add pr_gene_symbol to data.gene_match"):
+    with pytest.raises(InputError, match=r"look like gene symbols \(e.g. DDR1\): add pr_gene_symbol to data.gene_match"):
         _ingested([tmp_path / "symbols.csv"], tmp_path / "out", gene_table=str(tmp_path / "genes.tsv"),
                   orientation="samples_x_genes")
 
@@ -244,3 +244,6 @@ def test_a_landmark_matrix_under_the_demo_gene_count_says_what_to_set():
     with pytest.raises(InputError, match=r"has 978 genes, expected 128 \(data.n_genes\); L1000 landmark "
                                          r"matrices need data.n_genes: 978"):
         check_gene_ids("plate.gctx", [str(i) for i in range(978)], 128)
+    with pytest.raises(InputError, match=r"has 12328 genes, expected 978 \(data.n_genes\); to keep the landmarks of "
+                                         r"a release file, set data.gene_table and data.gene_filter"):
+        check_gene_ids("level3.gctx", [str(i) for i in range(12328)], 978)

@@ -101,6 +101,33 @@ def row_blocks(n_rows, block_rows):
         yield start, min(start + block_rows, n_rows)
 
 
+def kept_blocks(keep, unit, max_rows):
+    """(start, stop) row ranges that cover every kept row (``keep``: bool per row), aligned to ``unit`` rows
+    (a file's chunk length, the smallest piece it can read), at most ``max_rows`` long (rounded down to
+    whole units, at least one), skipping every unit that holds no kept row."""
+    n = len(keep)
+    if n == 0:
+        return
+    starts = range(0, n, unit)
+    wanted = np.add.reduceat(keep.astype(np.int64), np.arange(0, n, unit)) > 0
+    per_block = max(1, max_rows // unit)
+    run = None
+    for k, start in enumerate(starts):
+        if not wanted[k]:
+            if run is not None:
+                yield run, start
+                run = None
+            continue
+        if run is None:
+            run, units = start, 0
+        units += 1
+        if units == per_block:
+            yield run, min(start + unit, n)
+            run = None
+    if run is not None:
+        yield run, n
+
+
 def _finite(obj):
     if isinstance(obj, dict):
         return {str(k): _finite(v) for k, v in obj.items()}

@@ -2,27 +2,34 @@
 
 Outputs: an HDF5 file with ``expression`` (samples x genes, float32, log2 as given, chunked by rows),
 ``sample_id`` and ``gene_id``; sample metadata (parquet, one row per sample in matrix order, with the
-source file); the gene table (TSV, canonical gene order). Files are streamed in row blocks, so memory
-does not grow with the number of profiles.
+source file, the file's own fields and those of the sample tables); the gene table (TSV, canonical gene
+order). Published releases (12,328 rows, metadata in separate tables) are read as they are: the gene
+table's selected genes are kept, the sample tables joined, and only blocks that hold a kept sample
+read, aligned to the file's chunks, so memory does not grow with the file.
 """
+
+import os
 
 import numpy as np
 import pandas as pd
 
 from l1kformer.errors import InputError
-from l1kformer.fileio import atomic_outputs, h5_create, h5_write_strings, row_blocks
+from l1kformer.fileio import atomic_outputs, h5_create, h5_write_strings, kept_blocks
 from l1kformer.genes import GeneTable, check_gene_ids, column_order
 from l1kformer.matrix import normalize_id
 from l1kformer.readers import open_matrix
+from l1kformer.sample_table import SampleTable, broad_missing
 
 CHUNK_ROWS = 1024
+DEFAULT_BLOCK_BYTES = 256 << 20  # one read block of an input file: bounds memory whatever the file's size
 
 
 def _filter_mask(path, meta, filters, n_samples):
     keep = np.ones(n_samples, dtype=bool)
     for column, allowed in sorted(filters.items()):
         if column not in meta.columns:
-            raise InputError(path, f"has no sample field {column!r} to filter on (data.filters)")
+            raise InputError(path, f"has no sample field {column!r} to filter on (data.filters), in the file "
+                                   f"or a sample table")
         values = meta[column]
         if pd.api.types.is_numeric_dtype(values):
             wanted = [float(a) for a in allowed if _is_number(a)]
@@ -63,10 +70,11 @@ def _check_finite(path, block, sample_ids, gene_ids):
 
 
 class Plan:
-    """The checked inputs: open matrices, each one's gene order into the canonical genes and kept rows."""
+    """The checked inputs: open matrices, each one's gene columns in canonical order, kept rows and
+    sample fields (its own, with the sample table's joined on)."""
 
     def __init__(self):
-        self.matrices, self.orders, self.keeps = [], [], []
+        self.matrices, self.columns, self.keeps, self.metas = [], [], [], []
         self.canonical, self.gene_meta = None, None
         self.samples = pd.Index([])
 
@@ -80,30 +88,47 @@ class Plan:
 
 
 def ingest(paths, out_expression, out_samples, out_genes, *, gene_table, n_genes, gene_key, gene_match,
-           orientation, filters, level, block_rows=16384, log=print):
+           orientation, filters, level, gene_filter=None, sample_table=None, sample_key=None,
+           block_bytes=DEFAULT_BLOCK_BYTES, log=print):
     """Read, validate, align and concatenate ``paths``; write the three canonical outputs. The
-    settings are those of config.yaml's ``data:`` section."""
+    settings are those of config.yaml's ``data:`` section (``sample_table``: one path or a list).
+    Only the kept genes and samples are read, in blocks aligned to the files' chunks of at most
+    ``block_bytes``, so memory does not grow with the files."""
     if not paths:
         raise InputError("data.inputs", "no input files")
-    table = GeneTable.from_file(gene_table, gene_key, gene_match) if gene_table else None
-    if table is not None and n_genes is not None and len(table.ids) != n_genes:
-        raise InputError(gene_table, f"gene table has {len(table.ids)} genes, data.n_genes is {n_genes}")
+    if gene_filter and not gene_table:
+        raise InputError("data.gene_filter", "selects rows of a gene table: set data.gene_table")
+    table = GeneTable.from_file(gene_table, gene_key, gene_match, gene_filter) if gene_table else None
+    if table is not None:
+        log(f"{gene_table}: {len(table.ids)} of its {table.size} genes selected"
+            + (f" by data.gene_filter {dict(sorted(gene_filter.items()))}" if gene_filter else ""))
+        if n_genes is not None and len(table.ids) != n_genes:
+            raise InputError(gene_table, f"gene table selects {len(table.ids)} genes, data.n_genes is {n_genes}")
+    samples = None
+    if sample_table:
+        samples = SampleTable([sample_table] if isinstance(sample_table, (str, os.PathLike)) else sample_table,
+                              sample_key)
     plan = Plan()
     try:
         for path in paths:
-            _open_and_check(plan, path, table, n_genes, orientation, filters, log)
+            _open(plan, path, table, n_genes, orientation)
+        if samples is not None:
+            samples.restrict(np.concatenate([m.sample_ids for m in plan.matrices]))
+            log(f"{samples.source}: joined on {samples.key!r}, {len(samples.frame.columns)} fields")
+        for m in plan.matrices:
+            _check_samples(plan, m, samples, filters, log)
         if plan.total == 0:
             raise InputError("data.filters", f"{dict(sorted(filters.items()))} selects no sample "
                                              f"in {', '.join(map(str, paths))}")
-        _write(plan, out_expression, out_samples, out_genes, block_rows, level, log)
+        _write(plan, out_expression, out_samples, out_genes, block_bytes, level, log)
         log(f"wrote {plan.total} samples x {len(plan.canonical)} genes")
     finally:
         plan.close()
     return plan.total
 
 
-def _open_and_check(plan, path, table, n_genes, orientation, filters, log):
-    """Open one file, check its genes and samples against the earlier ones, and add it to ``plan``."""
+def _open(plan, path, table, n_genes, orientation):
+    """Open one file, find its genes' columns in canonical order, and add it to ``plan``."""
     def is_gene_axis(ids):
         if table is not None:
             return table.is_gene_axis(ids)
@@ -113,25 +138,39 @@ def _open_and_check(plan, path, table, n_genes, orientation, filters, log):
     plan.matrices.append(m)
     if m.n_samples == 0:
         raise InputError(path, "has no samples")
-    ids = table.canonical_ids(path, m) if table is not None else m.gene_ids
-    check_gene_ids(path, ids, n_genes)
+    if table is not None:
+        columns = table.file_columns(path, m)
+        ids = table.ids
+    else:
+        check_gene_ids(path, m.gene_ids, n_genes)
+        ids = m.gene_ids
     if plan.canonical is None:
         plan.canonical = table.ids if table is not None else ids
         plan.gene_meta = table.table if table is not None else m.gene_meta
-    reference = f"the gene table {table.source}" if table is not None else "the first file"
-    plan.orders.append(column_order(path, ids, plan.canonical, reference))
+    if table is None:
+        columns = column_order(path, ids, plan.canonical, "the first file")
+    plan.columns.append(columns)
+
+
+def _check_samples(plan, m, samples, filters, log):
+    """One file's sample ids, its fields joined with the sample table, and the rows the filters keep."""
     sample_index = pd.Index(m.sample_ids)
     dup = sample_index[sample_index.duplicated()]
     if len(dup):
-        raise InputError(path, f"{len(dup)} duplicate sample ids (e.g. {dup[0]!r})")
-    keep = _filter_mask(path, m.sample_meta, filters, m.n_samples)
-    plan.keeps.append(keep)
+        raise InputError(m.path, f"{len(dup)} duplicate sample ids (e.g. {dup[0]!r})")
+    meta = broad_missing(m.sample_meta)
+    if samples is not None:
+        meta = samples.join(m.path, m.sample_ids, meta)
+    keep = _filter_mask(m.path, meta, filters, m.n_samples)
     kept = sample_index[keep]
     clash = kept.intersection(plan.samples)
     if len(clash):
-        raise InputError(path, f"{len(clash)} sample ids already in an earlier file (e.g. {clash[0]!r})")
+        raise InputError(m.path, f"{len(clash)} sample ids already in an earlier file (e.g. {clash[0]!r})")
     plan.samples = plan.samples.append(kept)
-    log(f"{path}: {m.n_samples} samples x {len(ids)} genes, {int(keep.sum())} kept by filters")
+    plan.keeps.append(keep)
+    plan.metas.append(meta.loc[keep].reset_index(drop=True))
+    log(f"{m.path}: {m.n_samples} samples x {len(m.gene_ids)} genes; kept {len(plan.canonical)} of its "
+        f"{len(m.gene_ids):,} gene rows and {int(keep.sum())} of its samples (data.filters)")
 
 
 OUT_OF_RANGE = 10.0  # values beyond this many 1st-99th percentile spreads from that range are refused
@@ -158,8 +197,9 @@ def check_level(level, q, where, log):
     ``q``: the 0th, 50th and 100th percentiles of the first block."""
     low, median, high = q
     if high > 20 and low >= 0 and level in ("auto", 3):
-        log(f"WARNING: {where}: values up to {high:.4g} are not log2 (Level 2 fluorescence?); the models "
-            f"and baselines then report errors in these units, not comparable with Level 3")
+        log(f"WARNING: {where}: values up to {high:.4g} are not log2 (Level 2 fluorescence? set data.level: 2 to "
+            f"log2 and quantile-normalise them per plate); the models and baselines then report errors in "
+            f"these units, not comparable with Level 3")
     if low < 0 and abs(median) < 1 and level in ("auto", 3):
         log(f"WARNING: {where}: median {median:.3g} with negative values looks like z-scores (Level 4); "
             f"set data.level: 4 if that is meant (errors are then in z units)")
@@ -171,14 +211,14 @@ def check_level(level, q, where, log):
 def units_of(level, low, median, high):
     """The units errors are reported in: ``log2`` (Level 3), ``z`` (Level 4) or ``raw`` (not log2),
     as declared by ``data.level`` or, for ``auto``, as the values look."""
-    if level in (3, 4):
-        return {3: "log2", 4: "z"}[level]
+    if level in (2, 3, 4):
+        return {2: "raw", 3: "log2", 4: "z"}[level]  # Level 2: raw until the normalize step
     if high > 20 and low >= 0:
         return "raw"
     return "z" if low < 0 and abs(median) < 1 else "log2"
 
 
-def _write(plan, out_expression, out_samples, out_genes, block_rows, level, log):
+def _write(plan, out_expression, out_samples, out_genes, block_bytes, level, log):
     """The matrix (streamed in row blocks, genes in canonical order), sample table and gene table."""
     total, canonical = plan.total, plan.canonical
     with atomic_outputs(out_expression, out_samples, out_genes) as (tmp_x, tmp_s, tmp_g):
@@ -186,15 +226,18 @@ def _write(plan, out_expression, out_samples, out_genes, block_rows, level, log)
             data = h5.create_dataset("expression", shape=(total, len(canonical)), dtype=np.float32,
                                      chunks=(min(CHUNK_ROWS, total), len(canonical)), track_times=False)
             row, units = 0, None
-            for m, order, keep in zip(plan.matrices, plan.orders, plan.keeps):
-                limits, identity, everything = None, np.array_equal(order, np.arange(len(order))), keep.all()
-                for start, stop in row_blocks(m.n_samples, block_rows):
-                    block = m.read_rows(start, stop)  # reordered and filtered only where needed
-                    block = block if identity else np.take(block, order, axis=1)
-                    block = block if everything else block[keep[start:stop]]
+            for m, columns, keep in zip(plan.matrices, plan.columns, plan.keeps):
+                limits = None
+                everything = np.array_equal(columns, np.arange(len(m.gene_ids)))
+                max_rows = max(1, block_bytes // (4 * len(m.gene_ids)))
+                wanted = None if everything else columns
+                blocks = list(kept_blocks(keep, m.row_unit, max_rows))
+                for k, (start, stop) in enumerate(blocks):
+                    block = m.read_rows(start, stop, wanted)
+                    if k + 1 < len(blocks):  # read the next block while this one is checked and written
+                        m.prefetch(*blocks[k + 1], wanted)
+                    block = block if keep[start:stop].all() else block[keep[start:stop]]
                     ids = m.sample_ids[start:stop][keep[start:stop]]
-                    if not block.size:
-                        continue
                     low, high = block.min(), block.max()  # NaN if any is NaN: one pass, no temporaries
                     if not (np.isfinite(low) and np.isfinite(high)):
                         _check_finite(m.path, block, ids, canonical)
@@ -211,13 +254,17 @@ def _write(plan, out_expression, out_samples, out_genes, block_rows, level, log)
             h5_write_strings(h5, "gene_id", canonical)
             h5.attrs["units"] = units or "log2"  # what errors on these values are measured in (plots, logs)
         frames = []
-        for m, keep in zip(plan.matrices, plan.keeps):
-            meta = m.sample_meta.loc[keep].reset_index(drop=True)
+        for m, keep, meta in zip(plan.matrices, plan.keeps, plan.metas):
+            meta = meta.copy()
             meta.insert(0, "source_file", str(m.path))
             meta.insert(0, "sample_id", pd.Series(m.sample_ids[keep], dtype="string[pyarrow]"))
             frames.append(meta)
         _clean_meta(pd.concat(frames, ignore_index=True)).to_parquet(tmp_s, index=False)
         genes = plan.gene_meta.copy().reset_index(drop=True)
-        genes.insert(0, "gene_id", [str(g) for g in canonical])
+        ids = [str(g) for g in canonical]
+        if "gene_id" in genes.columns:  # the key itself (LINCS 2020's geneinfo_beta), or kept under a new name
+            same = genes["gene_id"].astype(str).tolist() == ids
+            genes = genes.drop(columns="gene_id") if same else genes.rename(columns={"gene_id": "table_gene_id"})
+        genes.insert(0, "gene_id", ids)
         genes = genes.loc[:, ~genes.columns.duplicated()]
         genes.to_csv(tmp_g, sep="\t", index=False)

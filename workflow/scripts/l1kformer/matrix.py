@@ -1,8 +1,10 @@
 """The one interface every matrix reader gives (GCTX, GCT, CSV / TSV, parquet, h5ad), and id cleaning.
 
 A matrix has ``sample_ids`` and ``gene_ids`` (normalised strings, object arrays), ``sample_meta`` and
-``gene_meta`` (DataFrames, one row per sample / gene), ``n_samples`` and ``read_rows(start, stop)``
-giving float32 values samples x genes in the file's own gene order, and ``close()``.
+``gene_meta`` (DataFrames, one row per sample / gene), ``n_samples``, ``read_rows(start, stop, columns)``
+giving float32 values samples x genes (the file's gene columns ``columns``, in that order; all of them, in
+file order, when None), ``row_unit`` (the rows the file stores together: reads aligned to it skip what is
+not kept) and ``close()``.
 """
 
 import math
@@ -73,12 +75,17 @@ class Matrix:
         self.sample_meta = _table(sample_meta, len(self.sample_ids))
         self.gene_meta = _table(gene_meta, len(self.gene_ids))
 
+    row_unit = 256
+
     @property
     def n_samples(self):
         return len(self.sample_ids)
 
-    def read_rows(self, start, stop):
+    def read_rows(self, start, stop, columns=None):
         raise NotImplementedError
+
+    def prefetch(self, start, stop, columns=None):
+        """Rows ``start:stop`` come next: files on disk start reading them (``read_rows`` returns them)."""
 
     def close(self):
         pass
@@ -91,5 +98,7 @@ class InMemoryMatrix(Matrix):
         super().__init__(path, sample_ids, gene_ids, sample_meta, gene_meta)
         self.values = values
 
-    def read_rows(self, start, stop):
-        return np.ascontiguousarray(self.values[start:stop], dtype=np.float32)
+    def read_rows(self, start, stop, columns=None):
+        block = self.values[start:stop]
+        block = block if columns is None else np.take(block, columns, axis=1)
+        return np.ascontiguousarray(block, dtype=np.float32)
