@@ -37,8 +37,14 @@ def test_published_layouts_ingest_through_the_workflow(workflow, tmp_path, layou
     d = tmp_path / "release"
     d.mkdir()
     paths, x, ids, info = make(d)
+    tables = str(paths["sample_table"])
+    if layout == "geo_level3_inf":  # GSE92742 and GSE70138 together: two inst_info tables, as a list
+        table = pd.read_csv(tables, sep="\t", dtype=str, keep_default_na=False)
+        tables = [str(d / "part1_inst_info.txt"), str(d / "part2_inst_info.txt")]
+        table.iloc[::2].to_csv(tables[0], sep="\t", index=False)
+        table.iloc[1::2].to_csv(tables[1], sep="\t", index=False)
     workflow.set_config({"data": {"inputs": [str(paths["matrix"])], "n_genes": 978,
-                                  "gene_table": str(paths["gene_table"]), "sample_table": str(paths["sample_table"]),
+                                  "gene_table": str(paths["gene_table"]), "sample_table": tables,
                                   **data},
                          "split": {"group_by": group_by}})
     workflow.run("results/data/split.h5")
@@ -161,3 +167,28 @@ def test_broad_missing_values_in_a_files_own_metadata_are_missing(tmp_path):
     out = pd.read_parquet(tmp_path / "s.parquet")
     assert out["pert_dose"].isna().tolist() == [True, False, False]
     assert out["pert_dose_unit"].isna().tolist() == [True, False, False]
+
+
+def test_a_release_file_ingests_with_the_978_row_landmark_table(tmp_path):
+    """The landmark table alone (no gene_filter) selects the landmarks of a 12,328-row file: its other
+    rows are not in the table and are dropped; the genes come out in the table's order."""
+    from conftest import shared_file
+    from l1kformer.ingest import ingest
+
+    table = pd.read_csv(shared_file("landmark_genes_978.tsv"), sep="\t", dtype=str)
+    rng = np.random.default_rng(3)
+    others = [str(i) for i in rng.choice(np.arange(200000, 400000), releases.N_ROWS - 978, replace=False)]
+    ids = np.array(list(table["pr_gene_id"]) + others, dtype=object)[rng.permutation(releases.N_ROWS)]
+    x = np.round(rng.uniform(3, 15, (40, releases.N_ROWS)), 2).astype(np.float32)
+    write_gctx(tmp_path / "level3.gctx", x, [f"P1:A{i:02d}" for i in range(40)], ids, chunk_rows=262,
+               chunk_genes=1000)
+    said = []
+    ingest([tmp_path / "level3.gctx"], tmp_path / "x.h5", tmp_path / "s.parquet", tmp_path / "g.tsv",
+           gene_table=shared_file("landmark_genes_978.tsv"), n_genes=978, gene_key="pr_gene_id",
+           gene_match=["pr_gene_id", "affx_probe_id"], orientation="auto", filters={}, level=3, log=said.append)
+    with h5py.File(tmp_path / "x.h5") as h5:
+        genes, values = h5["gene_id"].asstr()[()], h5["expression"][()]
+    assert list(genes) == list(table["pr_gene_id"])
+    col = {g: j for j, g in enumerate(ids)}
+    np.testing.assert_array_equal(values, x[:, [col[g] for g in genes]])
+    assert any("kept 978 of its 12,328 gene rows" in line for line in said)

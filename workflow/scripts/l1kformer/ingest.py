@@ -12,6 +12,7 @@ import os
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from l1kformer.errors import InputError
 from l1kformer.fileio import atomic_outputs, h5_create, h5_write_strings, kept_blocks
@@ -117,6 +118,8 @@ def ingest(paths, out_expression, out_samples, out_genes, *, gene_table, n_genes
             log(f"{samples.source}: joined on {samples.key!r}, {len(samples.frame.columns)} fields")
         for m in plan.matrices:
             _check_samples(plan, m, samples, filters, log)
+        samples = None  # the tables' rows now sit in plan.metas
+        pa.default_memory_pool().release_unused()  # Arrow keeps freed memory: give it back before the matrix
         if plan.total == 0:
             raise InputError("data.filters", f"{dict(sorted(filters.items()))} selects no sample "
                                              f"in {', '.join(map(str, paths))}")

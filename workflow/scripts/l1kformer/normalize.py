@@ -37,7 +37,9 @@ def quantile_normalize(values, transform=None):
     ordered = np.take_along_axis(values, order, axis=1)
     scaled = ordered.astype(np.float64)
     scaled = scaled if transform is None else transform(scaled)
-    reference = np.median(scaled.T, axis=1)  # the k-th smallest values' median: non-decreasing in k
+    middle = [(m - 1) // 2, m // 2]
+    reference = np.partition(np.ascontiguousarray(scaled.T), middle, axis=1)[:, middle].mean(axis=1)
+    # ^ the median of the k-th smallest values (np.median's, faster): non-decreasing in k
     result = np.tile(reference, (m, 1))
     tied = np.zeros((m, n), dtype=bool)  # position k holds the value of position k - 1
     tied[:, 1:] = ordered[:, 1:] == ordered[:, :-1]

@@ -45,9 +45,9 @@ def _batches(path):
                                    strings_can_be_null=True)
     try:
         with open_bytes(path) as f:
-            reader = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=32 << 20, column_names=names,
-                                                                     skip_rows=1),
-                                    parse_options=pacsv.ParseOptions(delimiter=delimiter), convert_options=options)
+            read = pacsv.ReadOptions(block_size=8 << 20, use_threads=False, column_names=names, skip_rows=1)
+            reader = pacsv.open_csv(f, read_options=read, parse_options=pacsv.ParseOptions(delimiter=delimiter),
+                                    convert_options=options)
             for batch in reader:
                 yield pa.RecordBatch.from_arrays([pc.utf8_trim_whitespace(c) for c in batch.columns], names=names)
     except (OSError, pa.ArrowInvalid) as exc:
@@ -102,14 +102,14 @@ class SampleTable:
         self.key = self.key or self._find_key(seen, len(ids))
         used = pa.Table.from_batches(kept) if len({b.schema for b in kept}) == 1 else \
             pa.concat_tables([pa.Table.from_batches([b]) for b in kept], promote_options="default")
-        used = used.filter(pc.is_in(used[self.key], value_set=ids))
-        keys = used[self.key].combine_chunks()
-        if len(pc.unique(keys)) != len(keys):
-            counts = pc.value_counts(keys)
-            dup = counts.filter(pc.greater(counts.field("counts"), 1)).field("values")
+        where = pc.index_in(used[self.key], value_set=ids)  # one hash of the ids serves both checks below
+        used = used.filter(where.is_valid())
+        counts = np.bincount(where.drop_null().to_numpy(), minlength=len(ids))
+        if (counts > 1).any():
             raise InputError(self.source, f"sample table has duplicate keys: {self.key!r} repeats for "
-                                          f"{len(dup)} of the matrices' sample ids (e.g. {dup[0].as_py()!r})")
-        self._keys = keys
+                                          f"{int((counts > 1).sum())} of the matrices' sample ids "
+                                          f"(e.g. {ids[int(np.argmax(counts > 1))].as_py()!r})")
+        self._keys = used[self.key].combine_chunks()
         frame = used.drop_columns([self.key]).to_pandas(types_mapper=pd.ArrowDtype)
         self.frame = pd.DataFrame({c: _numeric_or_text(frame[c]) for c in frame.columns})
 
