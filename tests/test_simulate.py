@@ -5,7 +5,8 @@ import numpy as np
 from conftest import defaults
 from l1kformer.gctx import GctxMatrix
 from l1kformer.mask import draw_positions
-from l1kformer.simulate import SimulationConfig, codes_from_meta, load_truth, oracle_predict, simulate
+from l1kformer.oracle import oracle_predict
+from l1kformer.simulate import SimulationConfig, codes_from_meta, load_truth, simulate
 
 
 def test_simulated_gctx_and_oracle(tmp_path):
@@ -82,7 +83,8 @@ def test_blind_oracle_equals_the_brute_force_sum_over_metadata(tmp_path):
     under the generator's prior, on a tiny simulation (9 genes: an unpaired one too)."""
     from scipy.stats import multivariate_normal
 
-    from l1kformer.simulate import DOSES_UM, blind_oracle_predict, duo_partner, plate_prior
+    from l1kformer.oracle import blind_oracle_predict, plate_prior
+    from l1kformer.simulate import DOSES_UM, duo_partner
 
     cfg = SimulationConfig(**defaults("simulate", n_genes=9, n_plates=4, wells_per_plate=16, n_compounds=3,
                                          n_cell_lines=2, n_factors=2, n_states=2))

@@ -111,6 +111,13 @@ def test_rerun_scope_and_determinism(workflow):
     workflow.run("--touch")
     assert workflow.pending() == set()
 
+    # the oracle's mathematics (no longer in the generator): the oracle job and what reads its file only
+    module = workflow.path / "workflow/scripts/l1kformer/oracle.py"
+    module.write_text(module.read_text() + "\n# an edit\n")
+    assert workflow.pending_jobs() == {("oracle", None), ("plot_expression", "expr_small")} | SUMMARY
+    workflow.run("--touch")
+    assert workflow.pending() == set()
+
     # editing the model: training, embedding, evaluation (and the plots and summary after them) only
     module = workflow.path / "workflow/scripts/l1kformer/model.py"
     module.write_text(module.read_text() + "\n# an edit\n")

@@ -35,6 +35,11 @@ def test_package_inputs_are_the_transitive_imports(workflow):
     assert {"plots", "tasks"} <= module_sets[("plot_rank", "rank_small")]
     assert "train" not in module_sets[("plot_rank", "rank_small")]
     assert "model" not in module_sets[("baselines_rank", None)]
+    # the oracle's mathematics is its own: editing oracle.py reruns the oracle job (and, through its
+    # output, the summary), not the simulation and everything downstream of it
+    assert {job for job, modules in module_sets.items() if "oracle" in modules} == {("oracle", None)}
+    assert "oracle" not in module_sets[("simulate", None)] and "baselines" not in module_sets[("oracle", None)]
+    assert "sample_table" in module_sets[("ingest", None)] and "sample_table" not in module_sets[("split", None)]
     for (rule, _), modules in module_sets.items():
         for module in modules:  # every declared module is one the package has
             assert (PACKAGE / f"{module}.py").exists(), (rule, module)

@@ -24,18 +24,12 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 
 from l1kformer.errors import InputError
-from l1kformer.loader import RowBatches, in_order, masked_batches, read_rows
+from l1kformer.loader import RowBatches, in_order, masked_batches, masked_set, read_rows
 from l1kformer.metrics import (ExpressionTally, PositionBins, PositionTable, RankTally, in_position_order,
                                score_distance_block, score_table_block)
 from l1kformer.parallel import ordered_map
 
 SHRINKAGE_GRID = (0.01, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-def masked_set(path, dataset, mask_rows, mask_positions):
-    """All values of a masked set and its positions, aligned (profiles x genes, profiles x k)."""
-    values = read_rows(path, dataset, mask_rows)
-    return values, mask_positions.astype(np.int64)
 
 
 # --- rank ---------------------------------------------------------------------------------------
@@ -258,13 +252,6 @@ def knn_predict(reference, values, positions, k=10, block=64):
     knn = Knn(reference, k)
     return np.concatenate([knn.predict(values[s:s + block], positions[s:s + block])
                            for s in range(0, len(values), block)])
-
-
-def flat_metrics(pred, values, positions, spill_dir=None):
-    """Metrics of predictions (profiles x k) of the masked ``positions`` of ``values``."""
-    with ExpressionTally(spill_dir) as tally:
-        tally.add(pred, np.take_along_axis(values, positions, axis=1), positions)
-        return tally.result()
 
 
 def expression_baselines(expr_path, split, val_mask, test_mask, knn_k, knn_reference, tune_profiles, seed=0,

@@ -183,7 +183,8 @@ class GctxMatrix(Matrix):
 def _unfiltered(data):
     """Whether the chunks are stored as they are (no compression, shuffle or checksum)."""
     try:
-        return data.id.get_create_plist().get_nfilters() == 0 and hasattr(data.id, "chunk_iter")
+        return data.id.get_create_plist().get_nfilters() == 0 and hasattr(data.id, "chunk_iter") and \
+            hasattr(os, "preadv")  # (not on Windows: HDF5 reads the chunks there)
     except (AttributeError, RuntimeError):
         return False
 

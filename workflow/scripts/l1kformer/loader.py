@@ -77,3 +77,9 @@ def column_stats(path, dataset, rows, window_rows=16384):
         n += len(v)
     mean = total / n
     return mean, np.sqrt(np.maximum(total_sq / n - mean * mean, 0.0))
+
+
+def masked_set(path, dataset, mask_rows, mask_positions):
+    """All values of a masked set and its positions, aligned (profiles x genes, profiles x k)."""
+    values = read_rows(path, dataset, mask_rows)
+    return values, mask_positions.astype(np.int64)

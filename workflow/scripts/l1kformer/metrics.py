@@ -503,3 +503,10 @@ def expression_metrics(pred, true, profile, gene):
         "gene_pearson": grouped_correlations(pred, true, gene),
         "gene_spearman": grouped_correlations(pred, true, gene, spearman=True),
     }
+
+
+def flat_metrics(pred, values, positions, spill_dir=None):
+    """Metrics of predictions (profiles x k) of the masked ``positions`` of ``values``."""
+    with ExpressionTally(spill_dir) as tally:
+        tally.add(pred, np.take_along_axis(values, positions, axis=1), positions)
+        return tally.result()
