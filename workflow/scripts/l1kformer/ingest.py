@@ -142,17 +142,14 @@ def _open(plan, path, table, n_genes, orientation):
     if m.n_samples == 0:
         raise InputError(path, "has no samples")
     if table is not None:
-        columns = table.file_columns(path, m)
-        ids = table.ids
+        if plan.canonical is None:
+            plan.canonical, plan.gene_meta = table.ids, table.table
+        plan.columns.append(table.file_columns(path, m))
     else:
         check_gene_ids(path, m.gene_ids, n_genes)
-        ids = m.gene_ids
-    if plan.canonical is None:
-        plan.canonical = table.ids if table is not None else ids
-        plan.gene_meta = table.table if table is not None else m.gene_meta
-    if table is None:
-        columns = column_order(path, ids, plan.canonical, "the first file")
-    plan.columns.append(columns)
+        if plan.canonical is None:
+            plan.canonical, plan.gene_meta = m.gene_ids, m.gene_meta
+        plan.columns.append(column_order(path, m.gene_ids, plan.canonical, "the first file"))
 
 
 def _check_samples(plan, m, samples, filters, log):

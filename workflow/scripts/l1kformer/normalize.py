@@ -29,7 +29,8 @@ def quantile_normalize(values, transform=None):
 
     The order and the ties are those of ``values`` as stored (float32); the reference and the output
     are on ``transform(values)`` (``np.log2`` for Level 2 fluorescence; None: the values themselves),
-    which must keep the order. Ties are rare, so only their runs are worked out one by one.
+    which must keep the order. Untied positions take the reference as it is; only the runs of tied
+    positions are worked out.
     """
     values = np.asarray(values, dtype=np.float32)
     m, n = values.shape
@@ -51,9 +52,8 @@ def quantile_normalize(values, transform=None):
         lo, hi = first % n, last % n
         value = (reference[(lo + hi) // 2] + reference[(lo + hi + 1) // 2]) / 2  # the median over the run
         flat = result.reshape(-1)
-        lengths = last - first + 1
-        members = np.repeat(first - np.cumsum(np.append(0, lengths[:-1])), lengths) + np.arange(lengths.sum())
-        flat[members] = np.repeat(value, lengths)
+        flat[first] = value
+        flat[at] = np.repeat(value, last - first)  # a run's tied positions follow one another in ``at``
     out = np.empty((m, n), dtype=np.float64)
     np.put_along_axis(out, order, result, axis=1)
     return out
