@@ -62,7 +62,7 @@ with h5py.File('{d}/x.h5') as src, h5py.File('{d}/fluor.h5', 'w') as out:  # Lev
 
 RANK_THROUGHPUT = """
 import time, h5py, numpy as np
-from l1kformer.ranking import rank_genes, rank_genes_loop
+from l1kformer.gene_order import rank_genes, rank_genes_loop
 with h5py.File('{d}/x.h5') as h5:
     x = h5['expression'][:20000]
 t = time.perf_counter(); fast = rank_genes(x); t_fast = time.perf_counter() - t

@@ -40,6 +40,7 @@ from l1kformer.split import write_split, read_split
 from l1kformer.mask import write_mask
 from l1kformer.model import build_model
 from l1kformer.loader import column_stats
+from l1kformer.tasks import get_task
 d, n = {d!r}, {n}
 quiet = lambda m: None
 cfg = SimulationConfig(**{{**{simulate!r}, 'n_plates': -(-n // 384), 'wells_per_plate': 384}})
@@ -53,7 +54,7 @@ for mode, data in (('rank', 'r.h5'), ('expression', 'x.h5')):
     cfg = {{**{model!r}, 'mode': mode}}
     torch.manual_seed(0)
     model = build_model(cfg)
-    model.task.prepare(model, lambda: column_stats(d + '/x.h5', 'expression', split['train']))
+    get_task(mode).prepare(model, lambda: column_stats(d + '/x.h5', 'expression', split['train']))
     torch.save({{'model_config': cfg, 'state_dict': model.state_dict(), 'best_epoch': 0}}, d + '/' + mode + '.pt')
 """
 

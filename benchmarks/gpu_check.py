@@ -20,14 +20,21 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-from l1kformer.model import L1kFormer, ModelConfig, positions_mask  # noqa: E402
-from l1kformer.train import random_positions, split_settings  # noqa: E402
+from l1kformer.model import L1kFormer, positions_mask  # noqa: E402
+from l1kformer.settings import ModelConfig, split_settings  # noqa: E402
+from l1kformer.tasks import get_task  # noqa: E402
+from l1kformer.train import random_positions  # noqa: E402
 from bench_config import defaults  # noqa: E402
 
 DENSE_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0}
-DIMS = dict(mode="rank", n_genes=978, trunk="transformer", value_encoder="linear", d_model=128, n_layers=4,
-            n_heads=2, d_ff=256,
-            dense_width=1024, dense_depth=2, dropout=0.0)
+DIMS = dict(mode="rank", n_genes=978, trunk="transformer", value_encoder="linear", attn_bias="none",
+            rank_view="sequence", d_model=128, n_layers=4, n_heads=2, d_ff=256, dense_width=1024, dense_depth=2,
+            dropout=0.0)
+TASK = get_task("rank")
+
+
+def loss_of(net, inputs, index, x):
+    return TASK.loss(net(inputs, index), TASK.targets(x, index))
 
 
 def peak_tflops(name):
@@ -48,9 +55,9 @@ def bare_steps(model, tokens, batch, steps, device, compiled):
     def step(i):
         x = tokens[(i * batch) % (n - batch):][:batch]
         index = random_positions(batch, 978, 0.15, gen, device)
-        inputs, _ = model.task.corrupt(x, positions_mask(x, index), cfg, model.cfg.n_genes, gen)
+        inputs, _ = TASK.corrupt(x, positions_mask(x, index), cfg, model.cfg.n_genes, gen)
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            _, loss = net(inputs, index, x)
+            loss = loss_of(net, inputs, index, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -77,10 +84,10 @@ def cpu_agreement(batch=8):
     x = torch.stack([torch.randperm(978) for _ in range(batch)])
     index = torch.rand(batch, 978).argsort(1)[:, :147].sort(1).values
     inputs = x.masked_fill(positions_mask(x, index), 978)
-    _, loss_cpu = cpu_model(inputs, index, x)
+    loss_cpu = loss_of(cpu_model, inputs, index, x)
     loss_cpu.backward()
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        _, loss_gpu = gpu_model(inputs.cuda(), index.cuda(), x.cuda())
+        loss_gpu = loss_of(gpu_model, inputs.cuda(), index.cuda(), x.cuda())
     loss_gpu.backward()
     rel = abs(float(loss_gpu) - float(loss_cpu)) / abs(float(loss_cpu))
     g_cpu = torch.cat([p.grad.flatten() for p in cpu_model.parameters()])

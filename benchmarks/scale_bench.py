@@ -24,7 +24,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
 MAKE_DATA = """
 import h5py, numpy as np
-from l1kformer.ranking import rank_genes
+from l1kformer.gene_order import rank_genes
 from l1kformer.mask import write_mask
 from l1kformer.fileio import h5_create
 n, d = {n}, '{d}'

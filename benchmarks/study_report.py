@@ -30,7 +30,7 @@ def variant(cfg):
     parts = []
     if cfg.get("attn_bias", "none") == "genes":
         parts.append("pair bias")
-    if cfg.get("n_registers", 0):
+    if cfg.get("n_registers", 0):  # removed after commit f0f6d25; older study runs have them
         parts.append(f"{cfg['n_registers']} registers" + (" (profile token)" if cfg.get("profile_token") else ""))
     if cfg["mode"] == "rank":
         parts.append(f"{cfg.get('rank_view', 'sequence')} view" + (" + values" if cfg.get("rank_values") else ""))

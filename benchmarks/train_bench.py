@@ -23,20 +23,22 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-from l1kformer.model import L1kFormer, ModelConfig  # noqa: E402
+from l1kformer.model import L1kFormer  # noqa: E402
+from l1kformer.settings import ModelConfig  # noqa: E402
+from l1kformer.tasks import get_task  # noqa: E402
 
 
 def make_ours(a):
-    cfg = ModelConfig(mode="rank", n_genes=978, trunk="transformer", value_encoder="linear", dense_width=1,
-                      dense_depth=1,
-                      d_model=a.d_model, n_layers=a.n_layers, n_heads=a.n_heads,
-                      d_ff=a.d_ff, dropout=a.dropout_rate)
-    model = L1kFormer(cfg)
+    """The seed's layout (gene ids in rank order, a logit per gene), as BERT's."""
+    cfg = ModelConfig(mode="rank", n_genes=978, trunk="transformer", value_encoder="linear", attn_bias="none",
+                      rank_view="sequence", dense_width=1, dense_depth=1, d_model=a.d_model, n_layers=a.n_layers,
+                      n_heads=a.n_heads, d_ff=a.d_ff, dropout=a.dropout_rate)
+    model, task = L1kFormer(cfg), get_task("rank")
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step(tokens, masked):
-        inputs = tokens.masked_fill(masked, cfg.mask_id)
-        _, loss = model(inputs, masked, tokens)
+        index = masked.nonzero()[:, 1].view(len(tokens), -1)  # every profile has 147 masked positions
+        loss = task.loss(model(task.mask_inputs(tokens, masked, 978), index), task.targets(tokens, index))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

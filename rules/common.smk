@@ -30,6 +30,8 @@ validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
 sys.path.insert(0, os.path.join(workflow.basedir, "workflow", "scripts"))
 from l1kformer.errors import InputError  # noqa: E402
 from l1kformer.machine import gpus_visible  # noqa: E402
+from l1kformer.modes import MODES as _MODES  # noqa: E402
+from l1kformer.settings import split_settings  # noqa: E402
 from l1kformer.sweeps import expand_sweeps  # noqa: E402
 
 try:
@@ -44,24 +46,18 @@ if not config["runs"]:
 
 
 def _config_problems(config):
-    """Checks that need the config alone, beyond the schema: (key, problem) pairs."""
+    """Rules across keys, beyond the schema's types and ranges: (key, problem) pairs. A run's settings
+    are checked by building its dataclasses (l1kformer/settings.py), whose checks training repeats."""
     fractions = sum(config["split"][s] for s in ("train", "val", "test"))
     if abs(fractions - 1) > 1e-9:
         yield "split", f"train + val + test must be 1, got {fractions:g}"
     if config["split"]["val"] <= 0:
         yield "split.val", "must be positive: the val set chooses the best epoch and the baselines' shrinkage"
     for run, settings in sorted(config["runs"].items()):
-        s = {**config["train"], **settings}
-        if s["d_model"] % s["n_heads"]:
-            yield f"runs.{run}", f"d_model {s['d_model']} is not divisible by n_heads {s['n_heads']}"
-        if s["rank_values"] and (s["mode"], s["trunk"], s["rank_view"]) != ("rank", "transformer", "genes"):
-            yield f"runs.{run}", "rank_values needs mode rank, trunk transformer and rank_view genes"
-        if s["profile_token"] and not (s["n_registers"] and s["trunk"] == "transformer"):
-            yield f"runs.{run}", "profile_token needs the transformer trunk and n_registers >= 1"
-        if s["rank_values"] and config["rank"]["normalize"] != "none":
-            yield f"runs.{run}", "rank_values ranks raw expression: it needs rank.normalize none"
-        if s["mask_replace"] + s["mask_random"] > 1:
-            yield f"runs.{run}", f"mask_replace + mask_random = {s['mask_replace'] + s['mask_random']:g} exceeds 1"
+        try:
+            split_settings({**config["train"], **settings, "n_genes": config["data"]["n_genes"] or 2})
+        except ValueError as exc:
+            yield f"runs.{run}", str(exc)
 
 
 for _key, _problem in _config_problems(config):
@@ -82,21 +78,11 @@ INGESTED = "data/level2.h5" if config["data"]["level"] == 2 else "data/expressio
 SIMULATED_GCTX = "resources/simulated/l1000_sim.gctx"
 SIMULATED_TRUTH = "resources/simulated/l1000_sim_truth.h5"
 
-# One entry per mode (the package's task of that name, l1kformer/tasks.py): the data file its runs
-# read (under the results folder), the baseline files they are compared with, and the figures drawn per run (the task's
-# ``figures``, one report caption each: workflow/report/{mode}_{plot}.rst).
-MODES = {
-    "rank": {
-        "data": "data/ranks.h5",
-        "baselines": ["rank"],
-        "plots": ["training_curves", "genes", "by_position", "heatmap", "baselines"],
-    },
-    "expression": {
-        "data": "data/expression.h5",
-        "baselines": ["expression", "oracle"],
-        "plots": ["training_curves", "scatter", "worst_genes", "error_vs_level", "baselines"],
-    },
-}
+# One entry per mode (the package's spec of that name, l1kformer/modes.py): the data file its runs read
+# (under the results folder), the baseline files they are compared with, and the figures drawn per run
+# (one report caption each: workflow/report/{mode}_{plot}.rst).
+MODES = {name: {"data": f"data/{m.dataset}.h5", "baselines": list(m.baselines), "plots": list(m.figures)}
+         for name, m in _MODES.items()}
 
 
 def package_imports(path):
@@ -201,9 +187,7 @@ def baseline_files(mode):
 
 
 def run_data(wildcards):
-    """The file a run reads: its mode's, or expression.h5 for rank runs whose tokens carry the values."""
-    if run_settings(wildcards.run)["rank_values"]:
-        return R("data/expression.h5")
+    """The file a run reads: its mode's."""
     return R(MODES[run_mode(wildcards.run)]["data"])
 
 

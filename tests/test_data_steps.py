@@ -7,7 +7,7 @@ import pytest
 from l1kformer.errors import InputError
 from l1kformer.mask import make_mask, n_masked
 from l1kformer.rank import gene_medians, rank_file
-from l1kformer.ranking import rank_genes, rank_genes_loop
+from l1kformer.gene_order import rank_genes, rank_genes_loop
 from l1kformer.split import split_groups, split_rows
 
 FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}

@@ -15,6 +15,8 @@ from l1kformer.fileio import atomic_path
 from l1kformer.train import run_training
 from test_train import make_tiny_data, settings
 
+pytestmark = pytest.mark.slow
+
 
 def write_h5(path, rows_by_set):
     import h5py

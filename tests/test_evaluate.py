@@ -5,7 +5,7 @@ import pytest
 
 from conftest import defaults, ingest_settings, shared_file
 from l1kformer.baselines import conditional_mean, expression_baselines, knn_predict, rank_baselines, shrink
-from l1kformer.metrics import expression_metrics, grouped_correlations, score_profile, summarize_rank
+from reference_metrics import expression_metrics, grouped_correlations, score_profile, summarize_rank
 
 EXPRESSION_BASELINES = {k: defaults("evaluate")[k] for k in ("knn_k", "knn_reference", "tune_profiles")}
 RANK_BASELINES = {k: defaults("evaluate")[k] for k in ("smoothing_sigma", "tune_profiles")}
@@ -163,7 +163,7 @@ def _score_profile_by_sorting(scores, true_genes):
     """The former per-profile implementation (full stable argsort, scipy log_softmax), for reference."""
     from scipy.special import log_softmax
 
-    from l1kformer.metrics import rank_error
+    from reference_metrics import rank_error
 
     k = len(true_genes)
     logp = log_softmax(scores, axis=1)
@@ -196,7 +196,7 @@ def _former_score_profile(scores, true_genes, assignment=None):
     from scipy.optimize import linear_sum_assignment
     from scipy.special import log_softmax
 
-    from l1kformer.metrics import rank_error
+    from reference_metrics import rank_error
 
     k = len(true_genes)
     rows = np.arange(k)
@@ -234,8 +234,8 @@ def test_blocked_rank_scoring_equals_the_former_per_profile_scoring_exactly():
     from scipy.ndimage import gaussian_filter1d
 
     from l1kformer.baselines import distance_scores
-    from l1kformer.metrics import (PositionTable, in_position_order, score_distance_block, score_rank_block,
-                                   score_table_block)
+    from l1kformer.metrics_rank import (PositionTable, in_position_order, score_distance_block, score_rank_block,
+                                        score_table_block)
 
     rng = np.random.default_rng(11)
     n_genes, k, n = 90, 14, 12

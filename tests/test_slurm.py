@@ -8,7 +8,7 @@ import pytest
 
 import slurm_cluster
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 
 
 @pytest.fixture

@@ -8,12 +8,13 @@ import pytest
 import torch
 
 from conftest import defaults
+from l1kformer.gene_order import rank_genes
 from l1kformer.mask import make_mask
-from l1kformer.model import L1kFormer, ModelConfig, build_model
-from l1kformer.ranking import rank_genes
+from l1kformer.model import L1kFormer, build_model, positions_mask
+from l1kformer.settings import ModelConfig, split_settings
 from l1kformer.split import split_rows
-from l1kformer.model import positions_mask
-from l1kformer.train import final_model, lr_at, mask_ratio_at, random_positions, split_settings, train
+from l1kformer.tasks import get_task
+from l1kformer.train import final_model, lr_at, mask_ratio_at, random_positions, train
 
 N_GENES = 16
 
@@ -50,13 +51,51 @@ def train_config(**extra):
 
 def model_config(mode, **extra):
     return ModelConfig(**{"mode": mode, "n_genes": N_GENES, "trunk": "transformer", "value_encoder": "linear",
-                          "d_model": 16, "n_layers": 1,
+                          "attn_bias": "none", "rank_view": "sequence", "d_model": 16, "n_layers": 1,
                           "n_heads": 2, "d_ff": 32, "dense_width": 32, "dense_depth": 1, "dropout": 0.0, **extra})
+
+
+def loss_of(model, inputs, index, targets, hide=None):
+    """(outputs, the task's loss against ``targets`` at ``index``), as a training step computes them."""
+    task = get_task(model.cfg.mode)
+    out = model(inputs, index, hide)
+    return out, task.loss(out, task.targets(targets, index))
+
+
+def baseline_on_val(tiny_data, mode):
+    """What a model must beat on the same val mask: the constrained top-1 of the train split's position
+    prior (rank), or the standardised MSE of the train split's gene means (expression, as val_loss)."""
+    from l1kformer.metrics_rank import PositionTable, score_table_block
+
+    d, split, mask = tiny_data
+    rows, pos = mask["val"]
+    if mode == "rank":
+        with h5py.File(d / "ranks.h5", "r") as h5:
+            ranks = h5["ranks"][:].astype(np.int64)
+        counts = np.stack([np.bincount(ranks[split["train"], p], minlength=N_GENES) for p in range(N_GENES)])
+        table = PositionTable(np.log((counts + 1) / (counts + 1).sum(1, keepdims=True)))
+        return float(score_table_block(table, pos, np.take_along_axis(ranks[rows], pos, 1))["c_top1"].mean())
+    with h5py.File(d / "expression.h5", "r") as h5:
+        x = h5["expression"][:].astype(np.float64)
+    z = (x[rows] - x[split["train"]].mean(0)) / x[split["train"]].std(0)
+    return float((np.take_along_axis(z, pos, 1) ** 2).mean())
+
+
+LEARN_EPOCHS = {"rank": 12, "expression": 6}  # what a tiny model needs to clear the margin below
+
+
+def assert_beats_baseline(h, tiny_data, mode):
+    """The last epoch beats the baseline on the same val mask by a margin."""
+    ref = baseline_on_val(tiny_data, mode)
+    if mode == "rank":
+        assert h[-1]["val_top1"] > ref + 0.05, (ref, h[-1])  # the prior: 0.59; 6 epochs gave 0.61, 12 give 0.72
+    else:
+        assert h[-1]["val_loss"] < 0.5 * ref, (ref, h[-1])  # gene means: 1.33; 6 epochs give 0.51
 
 
 def run(tiny_data, mode, tmp_path, name="ckpt.pt", **kw):
     d, split, mask = tiny_data
-    data = d / ("ranks.h5" if mode == "rank" and not kw.get("extra", {}).get("rank_values") else "expression.h5")
+    data = d / ("ranks.h5" if mode == "rank" else "expression.h5")
     return train(settings(mode, **kw.pop("extra", {})), data, split, mask["val"], tmp_path / name,
                  log=lambda m: None, progress=False, **kw)
 
@@ -64,14 +103,10 @@ def run(tiny_data, mode, tmp_path, name="ckpt.pt", **kw):
 @pytest.mark.parametrize("mode", ["rank", "expression"])
 def test_training_loss_falls(tiny_data, tmp_path, mode):
     torch.set_num_threads(1)
-    _, state = run(tiny_data, mode, tmp_path, extra={"epochs": 6})
+    _, state = run(tiny_data, mode, tmp_path, extra={"epochs": LEARN_EPOCHS[mode]})
     h = state["history"]
     assert h[-1]["train_loss"] < 0.8 * h[0]["train_loss"], h
-    assert h[-1]["val_loss"] < h[0]["val_loss"], h
-    if mode == "rank":
-        assert h[-1]["val_top1"] > 2.0 / N_GENES  # well above chance
-    else:
-        assert h[-1]["val_pearson"] > 0.5
+    assert_beats_baseline(h, tiny_data, mode)
 
 
 @pytest.mark.parametrize("mode", ["rank", "expression"])
@@ -82,18 +117,18 @@ def test_loss_ignores_unmasked_positions(mode):
     masked = positions_mask(torch.zeros(4, N_GENES), index)
     if mode == "rank":
         x = torch.stack([torch.randperm(N_GENES) for _ in range(4)])
-        inputs = x.masked_fill(masked, model.encoder.mask_id)
+        inputs = x.masked_fill(masked, N_GENES)
         other = torch.where(masked, x, (x + 1) % N_GENES)
     else:
         x = torch.randn(4, N_GENES)
         inputs = x
         other = torch.where(masked, x, x + 5.0)
-    out, loss = model(inputs, index, x)
-    out2, loss2 = model(inputs, index, other)
+    out, loss = loss_of(model, inputs, index, x)
+    out2, loss2 = loss_of(model, inputs, index, other)
     assert torch.equal(loss, loss2)
     assert out.shape[0] == int(masked.sum()) == index.numel()  # the head runs at masked positions only
     changed = torch.where(masked, x + 1 if mode == "expression" else (x + 1) % N_GENES, x)
-    assert not torch.equal(loss, model(inputs, index, changed)[1])
+    assert not torch.equal(loss, loss_of(model, inputs, index, changed)[1])
 
 
 
@@ -108,16 +143,17 @@ def test_rank_scores_only_the_missing_genes():
     index = random_positions(5, N_GENES, 0.25, gen, "cpu")
     masked = positions_mask(x, index)
     cfg = type("Cfg", (), {"mask_replace": 0.4, "mask_random": 0.3})()  # every kind of corruption occurs
-    corrupted, _ = model.task.corrupt(x, masked, cfg, N_GENES, gen)
-    for inputs in (model.task.mask_inputs(model, x, masked), corrupted):
-        out, loss = model(inputs, index, x)
+    task = get_task("rank")
+    corrupted, _ = task.corrupt(x, masked, cfg, N_GENES, gen)
+    for inputs in (task.mask_inputs(x, masked, N_GENES), corrupted):
+        out, loss = loss_of(model, inputs, index, x)
         assert torch.isfinite(loss)
         out = out.view(5, index.shape[1], N_GENES)
         for b in range(5):
             missing = set(x[b, index[b]].tolist())
             low = {g for g in range(N_GENES) if bool((out[b, :, g] < -1e3).all())}
             assert low == set(range(N_GENES)) - missing
-    assert ((corrupted != model.encoder.mask_id) & masked).any()  # random and kept genes were shown
+    assert ((corrupted != N_GENES) & masked).any()  # random and kept genes were shown
 
 
 def test_expression_mask_does_not_leak_the_value():
@@ -127,7 +163,7 @@ def test_expression_mask_does_not_leak_the_value():
     x = torch.randn(2, N_GENES)
     y = x.clone()
     y[:, 3] = 100.0  # the hidden value must not reach the prediction
-    assert torch.equal(model(x, index)[0], model(y, index)[0])
+    assert torch.equal(model(x, index), model(y, index))
 
 
 def test_schedules_at_chosen_steps():
@@ -200,15 +236,28 @@ def test_model_file_rebuilds_without_config(tiny_data, tmp_path):
     masked = torch.arange(4).expand(2, 4)
     model.load_state_dict(ckpt["state_dict"])
     model.eval(), rebuilt.eval()
-    assert torch.equal(model(x, masked)[0], rebuilt(x, masked)[0])
+    assert torch.equal(model(x, masked), rebuilt(x, masked))
 
 
-@pytest.mark.parametrize("encoder", ["mlp", "soft_bins", "gene_linear"])
-def test_value_encoders_learn(tiny_data, tmp_path, encoder):
-    torch.set_num_threads(1)
-    _, state = run(tiny_data, "expression", tmp_path, extra={"epochs": 6, "value_encoder": encoder})
-    h = state["history"]
-    assert h[-1]["val_loss"] < 0.95 * h[0]["val_loss"] and h[-1]["val_pearson"] > 0.5, h
+def test_old_model_files_load_and_removed_options_are_refused(tiny_data, tmp_path):
+    """A model file written before attn_bias and rank_view existed, with the removed options at their
+    off values, rebuilds to the same model; one that used a removed option is refused, naming the file."""
+    from l1kformer.errors import InputError
+    from l1kformer.inference import load_model
+
+    model, state = run(tiny_data, "rank", tmp_path, extra={"epochs": 1, "attn_bias": "none",
+                                                            "rank_view": "sequence"})
+    saved = final_model(model, state, settings("rank", epochs=1, attn_bias="none", rank_view="sequence"))
+    old = {k: v for k, v in saved["model_config"].items() if k not in ("attn_bias", "rank_view")}
+    torch.save({**saved, "model_config": {**old, "n_registers": 0, "profile_token": False,
+                                          "rank_values": False}}, tmp_path / "old.pt")
+    rebuilt, _ = load_model(tmp_path / "old.pt")
+    assert rebuilt.cfg == model.cfg
+    for key, value in (("n_registers", 2), ("profile_token", True), ("rank_values", True),
+                       ("value_encoder", "soft_bins")):
+        torch.save({**saved, "model_config": {**old, key: value}}, tmp_path / "removed.pt")
+        with pytest.raises(InputError, match=f"removed.pt: it was trained with {key}.*f0f6d25"):
+            load_model(tmp_path / "removed.pt")
 
 
 @pytest.mark.parametrize("mode", ["rank", "expression"])
@@ -240,136 +289,37 @@ def test_gene_pair_bias_steers_attention_from_gene_to_gene(mode):
         assert not torch.allclose(y[row, (qa + 1) % N_GENES], reads[row, kb], atol=1e-3)
 
 
-@pytest.mark.parametrize("rank_values", [False, True])
-def test_rank_gene_view_ignores_what_the_hidden_positions_hold(rank_values):
-    """rank_view genes: a token per gene with its visible rank position (and with rank_values its
-    value); the hidden positions show nothing, so BERT's [MASK], random or kept tokens there, and any
-    value there, give the same outputs, visible genes are ruled out, and the loss is finite and trains
-    the position head. A visible gene's value does reach the outputs."""
-    from l1kformer.tasks import rank_ids, shown_genes
+@pytest.mark.parametrize("mode,extra", [("rank", {"rank_view": "genes"}), ("rank", {"attn_bias": "genes"}),
+                                        ("rank", {"rank_view": "genes", "value_encoder": "gene_linear"}),
+                                        ("expression", {"attn_bias": "genes"}),
+                                        ("expression", {"value_encoder": "gene_linear"})])
+def test_model_variants_learn(tiny_data, tmp_path, mode, extra):
+    torch.set_num_threads(1)
+    _, state = run(tiny_data, mode, tmp_path, extra={"epochs": LEARN_EPOCHS[mode], **extra})
+    assert_beats_baseline(state["history"], tiny_data, mode)
+
+
+def test_rank_gene_view_ignores_what_the_hidden_positions_hold():
+    """rank_view genes: a token per gene with its visible rank position; the hidden positions show
+    nothing, so BERT's [MASK], random or kept tokens there give the same outputs, visible genes are
+    ruled out, and the loss is finite and trains the position head."""
+    from l1kformer.layers import shown_genes
 
     torch.manual_seed(0)
-    model = L1kFormer(model_config("rank", rank_view="genes", attn_bias="genes", rank_values=rank_values))
+    model = L1kFormer(model_config("rank", rank_view="genes", attn_bias="genes"))
+    task = get_task("rank")
     gen = torch.Generator().manual_seed(3)
     x = torch.stack([torch.randperm(N_GENES, generator=gen) for _ in range(5)])
-    if rank_values:  # (gene id, value at that position)
-        x = torch.stack([x.float(), torch.randn(x.shape, generator=gen).sort(1, descending=True).values], -1)
     index = random_positions(5, N_GENES, 0.25, gen, "cpu")
     masked = positions_mask(x, index)
     cfg = type("Cfg", (), {"mask_replace": 0.4, "mask_random": 0.3})()
-    corrupted, _ = model.task.corrupt(x, masked, cfg, N_GENES, gen)
-    out, loss = model(model.task.mask_inputs(model, x, masked), index, x)
-    out2, _ = model(corrupted, index, x)
-    out3, _ = model(x, index, x)  # every hidden position keeps its true gene
-    torch.testing.assert_close(out, out2)
-    torch.testing.assert_close(out, out3)
-    if rank_values:
-        other = x.clone()
-        other[..., 1] = torch.where(masked, 100.0, x[..., 1])  # other values at the hidden positions
-        torch.testing.assert_close(model(other, index, x)[0], out)
-        other[..., 1] = torch.where(masked, x[..., 1], x[..., 1] + 1.0)  # and at the visible ones
-        assert not torch.allclose(model(other, index, x)[0], out, atol=1e-3)
+    corrupted, _ = task.corrupt(x, masked, cfg, N_GENES, gen)
+    out, loss = loss_of(model, task.mask_inputs(x, masked, N_GENES), index, x)
+    torch.testing.assert_close(out, model(corrupted, index))
+    torch.testing.assert_close(out, model(x, index))  # every hidden position keeps its true gene
     assert torch.isfinite(loss)
-    x = rank_ids(x)
     shown = shown_genes(x.masked_fill(masked, N_GENES), N_GENES)  # the genes at unmasked positions
     assert shown.sum() == 5 * (N_GENES - index.shape[1])
     assert (out.view(5, -1, N_GENES).masked_select(shown.unsqueeze(1).expand(-1, index.shape[1], -1)) <= -1e3).all()
     loss.backward()
     assert model.head.proj.weight.grad.abs().sum() > 0 and model.encoder.mask_emb.grad.abs().sum() > 0
-
-
-@pytest.mark.parametrize("mode,extra", [("rank", {"rank_view": "genes"}), ("rank", {"attn_bias": "genes"}),
-                                        ("rank", {"rank_view": "genes", "rank_values": True}),
-                                        ("rank", {"rank_view": "genes", "n_registers": 1, "profile_token": True}),
-                                        ("expression", {"n_registers": 1, "profile_token": True}),
-                                        ("expression", {"attn_bias": "genes", "n_registers": 2})])
-def test_model_variants_learn(tiny_data, tmp_path, mode, extra):
-    torch.set_num_threads(1)
-    _, state = run(tiny_data, mode, tmp_path, extra={"epochs": 6, **extra})
-    h = state["history"]
-    assert h[-1]["val_loss"] < 0.95 * h[0]["val_loss"], h
-    if mode == "rank":
-        assert h[-1]["val_top1"] > 2.0 / N_GENES
-    else:
-        assert h[-1]["val_pearson"] > 0.5
-
-
-def test_rank_values_inputs_are_the_rank_steps_ranks_with_their_values(tmp_path):
-    """A rank_values run reads expression.h5 and ranks it itself: its gene ids are the rank step's file,
-    ties included (values rounded to one decimal), and each position carries its gene's value,
-    standardised with the train split's per-gene mean and sd."""
-    from l1kformer.rank import rank_file
-
-    rng = np.random.default_rng(1)
-    x = np.round(rng.normal(8, 1, (40, N_GENES)), 1).astype(np.float32)
-    with h5py.File(tmp_path / "expression.h5", "w") as h5:
-        h5.create_dataset("expression", data=x)
-    rank_file(tmp_path / "expression.h5", tmp_path / "ranks.h5", log=lambda m: None)
-    with h5py.File(tmp_path / "ranks.h5", "r") as h5:
-        ranks = h5["ranks"][:].astype(np.int64)
-    model = L1kFormer(model_config("rank", rank_view="genes", rank_values=True))
-    assert model.task.dataset_for(True) == "expression" and model.task.dataset_for(False) == "ranks"
-    mean, sd = x.mean(0).astype(np.float64), x.std(0).astype(np.float64)
-    model.task.prepare(model, lambda: (mean, sd))
-    inputs = model.task.to_inputs(model, x, "cpu")
-    assert (inputs[..., 0].long().numpy() == ranks).all()
-    expected = (np.take_along_axis(x, ranks, 1) - mean[ranks]) / sd[ranks]
-    np.testing.assert_allclose(inputs[..., 1].numpy(), expected, rtol=1e-5, atol=1e-5)
-    index = torch.tensor([[0, 3, 7, 9]]).expand(40, -1)
-    assert (model.task.targets(inputs, index).numpy() == np.take_along_axis(ranks, index.numpy(), 1).ravel()).all()
-
-
-def test_rank_values_only_with_the_rank_genes_view():
-    for extra in ({"rank_view": "sequence"}, {"trunk": "dense", "rank_view": "genes"}):
-        with pytest.raises(ValueError, match="rank_values needs"):
-            model_config("rank", rank_values=True, **extra)
-    with pytest.raises(ValueError, match="rank_values needs"):
-        model_config("expression", rank_values=True, rank_view="genes")
-
-
-def test_a_rank_values_model_is_scored_on_the_rank_steps_genes(tiny_data, tmp_path):
-    """Rebuilt from its file, a rank_values model is evaluated on expression.h5 ranked as the rank step
-    ranks it: the true genes of its predictions are those of ranks.h5 at the test mask."""
-    import pandas as pd
-
-    from l1kformer.evaluate import evaluate
-    from l1kformer.inference import load_model
-
-    torch.set_num_threads(1)
-    d, split, mask = tiny_data
-    s = settings("rank", rank_view="genes", rank_values=True, epochs=6)
-    model, state = train(s, d / "expression.h5", split, mask["val"], tmp_path / "ckpt.pt", log=lambda m: None,
-                         progress=False)
-    torch.save(final_model(model, state, s), tmp_path / "model.pt")
-    rebuilt, _ = load_model(tmp_path / "model.pt")
-    metrics = evaluate(rebuilt, d / "expression.h5", *mask["test"], tmp_path / "pred.parquet")
-    rows, positions = mask["test"]
-    with h5py.File(d / "ranks.h5", "r") as h5:
-        true = np.take_along_axis(h5["ranks"][:][rows], positions.astype(np.int64), 1)
-    assert (pd.read_parquet(tmp_path / "pred.parquet")["true_gene"].to_numpy() == true.ravel()).all()
-    k = positions.shape[1]
-    assert metrics["c_mean_rank_error"] < 0.5 * (k - 1) / 2, metrics  # guessing among the k missing: (k - 1) / 2
-
-
-@pytest.mark.parametrize("mode", ["rank", "expression"])
-def test_the_profile_token_reads_the_visible_profile_only(mode):
-    """profile_token: the first register carries an MLP summary of the masked profile; what the hidden
-    positions hold never reaches the outputs through it, and it gets gradient."""
-    torch.manual_seed(0)
-    extra = {"rank_view": "genes"} if mode == "rank" else {}
-    model = L1kFormer(model_config(mode, n_registers=1, profile_token=True, **extra))
-    gen = torch.Generator().manual_seed(4)
-    if mode == "rank":
-        x = torch.stack([torch.randperm(N_GENES, generator=gen) for _ in range(5)])
-    else:
-        x = torch.randn(5, N_GENES, generator=gen)
-    index = random_positions(5, N_GENES, 0.25, gen, "cpu")
-    masked = positions_mask(x, index)
-    out, loss = model(model.task.mask_inputs(model, x, masked), index, x)
-    other = x.flip(1) if mode == "rank" else torch.where(masked, 50.0, x)
-    other = torch.where(masked, other, x)  # the same visible profile, other things at the hidden positions
-    torch.testing.assert_close(model(other, index, x)[0], out)  # hide defaults to the masked positions
-    loss.backward()
-    assert model.profile[0].weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="profile_token needs"):
-        model_config(mode, profile_token=True, **extra)

@@ -54,81 +54,105 @@ def test_default_config_from_nothing(tmp_path):
     assert (np.sort(ranks, axis=1) == np.arange(128)).all()
 
 
-def test_rerun_scope_and_determinism(workflow):
-    workflow.run()
-    assert workflow.pending() == set()
-    check_outputs_and_report(workflow)
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    """The default workflow (at the tests' tiny size) run once; the tests below share it and leave it
+    as they found it: up to date."""
+    from conftest import Workflow
 
-    # only the mask ratio: mask and its consumers pending
-    workflow.set_config({"mask": {"ratio": 0.2}})
-    assert workflow.pending_jobs() == {("mask", None)} | BASELINES | ALL_RUNS | SUMMARY
-    workflow.set_config({"mask": {"ratio": 0.15}})
-    assert workflow.pending() == set()
+    wf = Workflow(tmp_path_factory.mktemp("ran") / "wf")
+    wf.run()
+    assert wf.pending() == set()
+    return wf
 
-    # only the split seed: split, mask and their consumers pending
-    workflow.set_config({"split": {"seed": 7}})
-    assert workflow.pending_jobs() == {("split", None), ("mask", None)} | BASELINES | ALL_RUNS | SUMMARY
-    workflow.set_config({"split": {"seed": 1}})
-    assert workflow.pending() == set()
 
-    # reordering keys changes nothing
-    cfg = workflow.config
-    reordered = {k: (dict(reversed(list(v.items()))) if isinstance(v, dict) else v)
-                 for k, v in reversed(list(cfg.items()))}
-    workflow.config = {}
-    workflow.set_config(reordered)
-    assert list(workflow.config) != list(cfg)
-    assert workflow.pending() == set()
+def test_outputs_and_report(ran):
+    check_outputs_and_report(ran)
 
-    # one run's learning rate: that run only (and the summary)
-    workflow.config["runs"]["expr_small"] = {"mode": "expression", "lr": 0.005}
-    workflow.set_config({})
-    assert workflow.pending_jobs() == run_jobs("expr_small") | SUMMARY
-    workflow.config["runs"]["expr_small"] = {"mode": "expression"}
-    workflow.set_config({})
-    assert workflow.pending() == set()
 
-    # evaluation settings of the baselines and the probes: their own step, not the runs' evaluation
-    workflow.set_config({"evaluate": {"knn_k": 5}})
-    assert workflow.pending_jobs() == {("baselines_expression", None)} | SUMMARY | {
-        ("plot_expression", "expr_small")}
-    workflow.set_config({"evaluate": {"knn_k": 10, "probe_fields": ["cell_id"]}})
-    assert workflow.pending_jobs() == {("embed", "rank_small"), ("embed", "expr_small")} | SUMMARY
-    workflow.set_config({"evaluate": {"probe_fields": ["cell_id", "pert_type"]}})
-    assert workflow.pending() == set()
+def reordered(cfg):
+    return {k: (dict(reversed(list(v.items()))) if isinstance(v, dict) else v) for k, v in reversed(list(cfg.items()))}
 
-    # editing a module that rank imports: rank and its consumers pending
-    module = workflow.path / "workflow/scripts/l1kformer/rank.py"
-    module.write_text(module.read_text() + "\n# an edit\n")
-    assert workflow.pending_jobs() == {("rank", None), ("baselines_rank", None)} | run_jobs("rank_small") | SUMMARY
-    workflow.run("--touch")
-    assert workflow.pending() == set()
 
-    # the ranking function itself: the rank step and every run's (a rank_values run ranks its batches)
-    module = workflow.path / "workflow/scripts/l1kformer/ranking.py"
-    module.write_text(module.read_text() + "\n# an edit\n")
-    assert workflow.pending_jobs() == {("rank", None), ("baselines_rank", None)} | ALL_RUNS | SUMMARY
-    workflow.run("--touch")
-    assert workflow.pending() == set()
+def with_run(name, settings):
+    return lambda wf: wf.config["runs"].update({name: settings}) or wf.set_config({})
 
-    # the oracle's mathematics (no longer in the generator): the oracle job and what reads its file only
-    module = workflow.path / "workflow/scripts/l1kformer/oracle.py"
-    module.write_text(module.read_text() + "\n# an edit\n")
-    assert workflow.pending_jobs() == {("oracle", None), ("plot_expression", "expr_small")} | SUMMARY
-    workflow.run("--touch")
-    assert workflow.pending() == set()
 
-    # editing the model: training, embedding, evaluation (and the plots and summary after them) only
-    module = workflow.path / "workflow/scripts/l1kformer/model.py"
-    module.write_text(module.read_text() + "\n# an edit\n")
-    assert workflow.pending_jobs() == ALL_RUNS | SUMMARY
-    workflow.run("--touch")
+# (a change of the config, what it makes pending, how to undo it)
+CONFIG_CHANGES = {
+    "mask ratio": (lambda wf: wf.set_config({"mask": {"ratio": 0.2}}),
+                   {("mask", None)} | BASELINES | ALL_RUNS | SUMMARY,
+                   lambda wf: wf.set_config({"mask": {"ratio": 0.15}})),
+    "split seed": (lambda wf: wf.set_config({"split": {"seed": 7}}),
+                   {("split", None), ("mask", None)} | BASELINES | ALL_RUNS | SUMMARY,
+                   lambda wf: wf.set_config({"split": {"seed": 1}})),
+    "one run's learning rate": (with_run("expr_small", {"mode": "expression", "lr": 0.005}),
+                                run_jobs("expr_small") | SUMMARY, with_run("expr_small", {"mode": "expression"})),
+    "a baseline setting": (lambda wf: wf.set_config({"evaluate": {"knn_k": 5}}),
+                           {("baselines_expression", None), ("plot_expression", "expr_small")} | SUMMARY,
+                           lambda wf: wf.set_config({"evaluate": {"knn_k": 10}})),
+    "the probes": (lambda wf: wf.set_config({"evaluate": {"probe_fields": ["cell_id"]}}),
+                   {("embed", "rank_small"), ("embed", "expr_small")} | SUMMARY,
+                   lambda wf: wf.set_config({"evaluate": {"probe_fields": ["cell_id", "pert_type"]}})),
+}
 
-    # the same config twice gives byte-identical split and mask files
-    before = {f: (workflow.path / DATA / f).read_bytes() for f in ("split.h5", "mask.h5")}
-    workflow.run("--forcerun", "split", "--until", "mask")
+
+@pytest.mark.parametrize("change", sorted(CONFIG_CHANGES))
+def test_a_config_change_reruns_what_it_affects(ran, change):
+    do, expected, undo = CONFIG_CHANGES[change]
+    do(ran)
+    try:
+        assert ran.pending_jobs() == expected
+    finally:
+        undo(ran)
+    assert ran.pending() == set()
+
+
+def test_reordering_config_keys_changes_nothing(ran):
+    cfg = ran.config
+    ran.config = {}
+    ran.set_config(reordered(cfg))
+    assert list(ran.config) != list(cfg)
+    try:
+        assert ran.pending() == set()
+    finally:
+        ran.config = {}
+        ran.set_config(cfg)
+
+
+# editing a package module reruns the jobs whose scripts import it, and what reads their outputs
+MODULE_EDITS = {
+    "rank.py": {("rank", None), ("baselines_rank", None)} | run_jobs("rank_small") | SUMMARY,
+    "gene_order.py": {("rank", None), ("baselines_rank", None)} | run_jobs("rank_small") | SUMMARY,
+    # the oracle's mathematics, not in the generator: the oracle job and what reads its file only
+    "oracle.py": {("oracle", None), ("plot_expression", "expr_small")} | SUMMARY,
+    # the model: training, embedding, evaluation, and the plots and summary after them
+    "model.py": ALL_RUNS | SUMMARY,
+    # a rank metric: the rank baselines and the rank run's evaluation, not its training
+    # (baselines.py imports both metric modules, so both baseline jobs)
+    "metrics_rank.py": {("baselines_rank", None), ("baselines_expression", None), ("evaluate", "rank_small"), ("evaluate", "expr_small"),
+                        ("plot_rank", "rank_small"), ("plot_expression", "expr_small")} | SUMMARY,
+    "plots.py": {("plot_rank", "rank_small"), ("plot_expression", "expr_small")},
+}
+
+
+@pytest.mark.parametrize("module", sorted(MODULE_EDITS))
+def test_a_module_edit_reruns_its_consumers(ran, module):
+    path = ran.path / "workflow/scripts/l1kformer" / module
+    path.write_text(path.read_text() + "\n# an edit\n")
+    try:
+        assert ran.pending_jobs() == MODULE_EDITS[module]
+    finally:
+        ran.run("--touch")  # the next case starts from an up-to-date workflow whatever this one found
+    assert ran.pending() == set()
+
+
+def test_the_same_config_gives_byte_identical_split_and_mask(ran):
+    before = {f: (ran.path / DATA / f).read_bytes() for f in ("split.h5", "mask.h5")}
+    ran.run("--forcerun", "split", "--until", "mask")
     for f, content in before.items():
-        assert (workflow.path / DATA / f).read_bytes() == content, f
+        assert (ran.path / DATA / f).read_bytes() == content, f
+    ran.run("--touch")
 
 
 def check_outputs_and_report(workflow):
@@ -213,23 +237,23 @@ def test_sigkilled_training_job_resumes_from_its_checkpoint(workflow):
     # 978 genes: epochs long enough to be killed inside one
     workflow.set_config({"simulate": {"n_genes": 978}, "data": {"n_genes": 978},
                          "train": {"epochs": 3, "d_model": 32, "n_layers": 2, "batch_size": 16}})
+    model = "results/runs/rank_small/model.pt"  # training only: the steps after it do not bear on resuming
     workflow.run("--until", "mask", "rank")
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=workflow.path,
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", model], cwd=workflow.path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ckpt = workflow.path / "results/runs/rank_small/checkpoint.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    assert ckpt.exists(), "no checkpoint written"
-    time.sleep(0.5)  # inside epoch 2
+    assert ckpt.exists(), "no checkpoint written"  # epoch 1's, written atomically: epoch 2 has begun
     pids = _train_processes(workflow.path)
     assert pids, "training process not found"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
     assert proc.wait(timeout=120) != 0
-    assert not (workflow.path / "results/runs/rank_small/model.pt").exists()
+    assert not (workflow.path / model).exists()
     assert ckpt.exists()
-    workflow.run()
+    workflow.run(model)
     log = (workflow.path / "results/logs/train_rank_small.log").read_text()
     assert "resuming from" in log and "after epoch 1" in log, log
     history = (workflow.path / "results/runs/rank_small/history.tsv").read_text().splitlines()

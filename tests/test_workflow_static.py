@@ -30,10 +30,14 @@ def test_package_inputs_are_the_transitive_imports(workflow):
     module_sets = {job: {Path(p).stem for p in inputs if "/l1kformer/" in p} for job, inputs in jobs.items()}
     assert module_sets[("split", None)] == {"__init__", "errors", "fileio", "split", "step"}
     train = module_sets[("train", "expr_small")]
-    assert {"model", "tasks", "train", "loader", "inference", "distributed", "metrics"} <= train
-    assert "plots" not in train and "baselines" not in train
-    assert {"plots", "tasks"} <= module_sets[("plot_rank", "rank_small")]
-    assert "train" not in module_sets[("plot_rank", "rank_small")]
+    assert {"model", "layers", "settings", "modes", "tasks", "counting", "train", "loader", "inference",
+            "distributed"} <= train
+    # editing a metric, the test scoring, a plot or a baseline retrains nothing
+    assert not {"metrics_rank", "metrics_expression", "evaluate", "parallel", "plots", "baselines"} & train
+    assert "metrics_rank" in module_sets[("evaluate", "rank_small")]
+    # the plots and the summary read the modes' specs, without torch layer code
+    for job in (("plot_rank", "rank_small"), ("summary", None)):
+        assert "modes" in module_sets[job] and not {"model", "layers", "tasks", "train"} & module_sets[job], job
     assert "model" not in module_sets[("baselines_rank", None)]
     # the oracle's mathematics is its own: editing oracle.py reruns the oracle job (and, through its
     # output, the summary), not the simulation and everything downstream of it
@@ -54,19 +58,20 @@ def test_every_script_has_its_rule():
 
 
 def test_modes_agree_across_the_workflow_and_the_package():
-    """One MODES entry per task, the same plots as the task's figures, a caption and a function each."""
+    """Every mode has a spec, a task, layers for both trunks and a test scorer; the schema's modes are
+    the specs'; each figure has a plotting function and a report caption."""
     from l1kformer import plots
+    from l1kformer.evaluate import SCORERS
+    from l1kformer.model import LAYERS, TRUNKS
+    from l1kformer.modes import MODES
     from l1kformer.tasks import TASKS
 
-    tree = ast.parse((ROOT / "rules" / "common.smk").read_text())
-    modes = next(ast.literal_eval(n.value) for n in tree.body
-                 if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "MODES")
     schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
-    assert set(schema["$defs"]["settings"]["properties"]["mode"]["enum"]) == set(modes) == {"rank", "expression"}
-    for name, spec in modes.items():
-        task = TASKS[name]
-        assert spec["plots"] == list(task.figures), name
-        for plot, function in task.figures.items():
+    assert set(schema["$defs"]["settings"]["properties"]["mode"]["enum"]) == set(MODES) == {"rank", "expression"}
+    assert set(TASKS) == set(LAYERS) == set(SCORERS) == set(MODES)
+    for name, spec in MODES.items():
+        assert set(LAYERS[name]) == set(TRUNKS), name
+        for plot, function in spec.figures.items():
             assert callable(getattr(plots, function)), function
             assert (ROOT / "workflow/report" / f"{name}_{plot}.rst").exists(), (name, plot)
 
@@ -129,3 +134,53 @@ def test_no_package_function_is_over_60_lines():
             if isinstance(node, ast.FunctionDef) and node.end_lineno - node.lineno + 1 > 60:
                 long.append(f"{path.name}:{node.name} ({node.end_lineno - node.lineno + 1} lines)")
     assert not long, long
+
+
+def package_graph():
+    """{module: the package modules it imports} over every module of the package."""
+    graph = {}
+    for path in PACKAGE.glob("*.py"):
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("l1kformer"):
+                found.update(node.module.split(".")[1:2] or [a.name for a in node.names])
+        graph[path.stem] = found
+    return graph
+
+
+def test_the_package_imports_form_no_loop():
+    graph, done, active = package_graph(), set(), []
+
+    def visit(module):
+        assert module not in active, " -> ".join(active + [module])
+        if module not in done:
+            active.append(module)
+            for other in sorted(graph[module]):
+                visit(other)
+            active.pop()
+            done.add(module)
+
+    for module in sorted(graph):
+        visit(module)
+
+
+def test_network_layers_live_in_model_and_layers_only():
+    """Every nn.Module of the package is defined in model.py or layers.py, and training imports no module
+    that defines one besides those (tasks.py holds none)."""
+    holders = set()
+    for path in PACKAGE.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef):
+                bases = {ast.unparse(b) for b in node.bases}
+                if bases & {"nn.Module", "nn.Linear", "Standardized", "Trainable", "torch.nn.Module"}:
+                    holders.add(path.stem)
+    assert holders == {"model", "layers"}
+
+
+def test_no_package_function_over_60_lines_and_no_file_over_450():
+    for path in PACKAGE.glob("*.py"):
+        text = path.read_text()
+        assert len(text.splitlines()) <= 450, path.name
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                assert node.end_lineno - node.lineno + 1 <= 60, f"{path.name}: {node.name}"

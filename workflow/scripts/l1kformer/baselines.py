@@ -25,8 +25,9 @@ from scipy.ndimage import gaussian_filter1d
 
 from l1kformer.errors import InputError
 from l1kformer.loader import RowBatches, in_order, masked_batches, masked_set, read_rows
-from l1kformer.metrics import (ExpressionTally, PositionBins, PositionTable, RankTally, in_position_order,
-                               score_distance_block, score_table_block)
+from l1kformer.metrics_expression import ExpressionTally
+from l1kformer.metrics_rank import (PositionBins, PositionTable, RankTally, in_position_order, score_distance_block,
+                                    score_table_block)
 from l1kformer.parallel import ordered_map
 
 SHRINKAGE_GRID = (0.01, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -96,7 +97,7 @@ def distance_scores(gene_position, positions):
     return -np.abs(gene_position[None, :] - positions[:, None])
 
 
-def gene_positions(ranks):
+def rank_positions(ranks):
     """profiles x genes (float64): each gene's rank position, the inverse of each row's gene order."""
     out = np.empty(ranks.shape)
     np.put_along_axis(out, ranks.astype(np.int64), np.arange(ranks.shape[1], dtype=np.float64)[None, :], axis=1)
@@ -110,11 +111,11 @@ def gaussian_positions(ranks_path, train_rows, val_mask, tune_profiles, log=prin
     Returns ``predict(ranks, positions)`` -> profiles x genes of positions (visible genes where they
     are, missing genes at their conditional mean), and the tuning record.
     """
-    mean, cov, _ = moments(ranks_path, "ranks", train_rows, transform=gene_positions)
+    mean, cov, _ = moments(ranks_path, "ranks", train_rows, transform=rank_positions)
     check_variance(cov, ranks_path)
 
     def predict_with(precision, ranks, positions):
-        out = gene_positions(ranks)
+        out = rank_positions(ranks)
         missing = np.take_along_axis(ranks, positions, axis=1).astype(np.int64)
         np.put_along_axis(out, missing, conditional_mean(mean, precision, out, missing), axis=1)
         return out
@@ -122,7 +123,7 @@ def gaussian_positions(ranks_path, train_rows, val_mask, tune_profiles, log=prin
     val_rows, val_positions = val_mask
     pick = np.sort(np.random.default_rng(seed).permutation(len(val_rows))[:tune_profiles])
     ranks, positions = masked_set(ranks_path, "ranks", val_rows[pick], val_positions[pick])
-    truth = gene_positions(ranks)
+    truth = rank_positions(ranks)
     best, precision, tuning = tune_shrinkage(
         cov, lambda p: float(((predict_with(p, ranks, positions) - truth) ** 2).sum() / positions.size))
     log(f"gaussian_positions: shrinkage a = {best} chosen on {len(ranks)} val profiles "

@@ -11,6 +11,7 @@ import torch
 
 from l1kformer.inference import autocast_for, dataset_of
 from l1kformer.loader import RowBatches, read_rows
+from l1kformer.tasks import get_task
 
 
 @torch.no_grad()
@@ -19,7 +20,7 @@ def profile_embeddings(model, data_path, rows, batch_size=64, device="cpu"):
     out = []
     autocast = autocast_for(device)
     for _, values in RowBatches(data_path, dataset_of(model), rows, batch_size).epoch(0, 0, shuffle=False):
-        x = model.task.to_inputs(model, values, device)
+        x = get_task(model.cfg.mode).to_inputs(model, values, device)
         masked = torch.zeros(x.shape[:2], dtype=torch.bool, device=device)
         with autocast():
             out.append(model.embeddings(x, masked).float().cpu().numpy())

@@ -6,6 +6,8 @@ import torch
 
 from l1kformer.loader import RowBatches, masked_batches
 from l1kformer.model import build_model, positions_mask
+from l1kformer.modes import get_mode
+from l1kformer.tasks import get_task
 
 
 def pick_device(wanted, log, local_rank=0):
@@ -30,14 +32,14 @@ def autocast_for(device):
 def load_model(path, device="cpu"):
     """Rebuild a model from its self-describing file (no config needed): (model, file contents)."""
     ckpt = torch.load(path, map_location=device, weights_only=False)
-    model = build_model(ckpt["model_config"])
+    model = build_model(ckpt["model_config"], path)
     model.load_state_dict(ckpt["state_dict"])
     return model.to(device).eval(), ckpt
 
 
 def dataset_of(model):
     """The HDF5 data set the model reads (``ranks`` or ``expression``)."""
-    return model.task.dataset_for(model.cfg.rank_values)
+    return get_mode(model.cfg.mode).dataset
 
 
 @torch.no_grad()
@@ -50,12 +52,13 @@ def masked_outputs(model, loader, mask_rows, mask_positions, device, autocast=No
     """
     model.eval()
     autocast = autocast or autocast_for(device)
+    task = get_task(model.cfg.mode)
     for values, pos in masked_batches(loader, mask_rows, mask_positions):
-        x = model.task.to_inputs(model, values, device)
+        x = task.to_inputs(model, values, device)
         index = torch.from_numpy(pos).to(device)
         with autocast():
-            out, _ = model(model.task.mask_inputs(model, x, positions_mask(x, index)), index)
-        yield values, pos, out.float(), model.task.targets(x, index)
+            out = model(task.mask_inputs(x, positions_mask(x, index), model.cfg.n_genes), index)
+        yield values, pos, out.float(), task.targets(x, index)
 
 
 def predict_masked(model, data_path, rows, positions, batch_size=64, device="cpu"):

@@ -18,7 +18,7 @@ import pandas as pd
 
 from l1kformer.errors import InputError
 from l1kformer.fileio import atomic_path, h5_create, h5_write_strings
-from l1kformer.ranking import rank_genes
+from l1kformer.gene_order import rank_genes
 
 UNITS = "log2 (quantile normalised per plate)"
 PLATE_FIELDS = ("det_plate", "rna_plate")  # tried in turn when data.plate_field is null

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from l1kformer.loader import masked_set
-from l1kformer.metrics import flat_metrics
+from l1kformer.metrics_expression import flat_metrics
 from l1kformer.parallel import ordered_map
 from l1kformer.simulate import DOSES_UM, codes_from_meta, duo_partner, expected_values, load_truth
 

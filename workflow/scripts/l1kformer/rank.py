@@ -8,7 +8,7 @@ import numpy as np
 
 from l1kformer.errors import InputError
 from l1kformer.fileio import atomic_path, h5_create, h5_write, row_blocks
-from l1kformer.ranking import rank_genes
+from l1kformer.gene_order import rank_genes
 
 NORMALIZATIONS = ("none", "median_ratio", "median_center")
 MEDIAN_MAX_ROWS = 250_000

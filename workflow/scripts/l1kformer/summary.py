@@ -3,7 +3,7 @@ baseline on its task's headline metrics."""
 
 import pandas as pd
 
-from l1kformer.tasks import TASKS
+from l1kformer.modes import MODES
 
 BASE_COLUMNS = ["name", "kind", "mode", "beats_best_baseline", "best_baseline", "ratio_to_best_baseline"]
 
@@ -14,10 +14,10 @@ def summary_table(run_metrics, probes, baselines, versus):
     rows = []
     for run, m in sorted(run_metrics.items()):
         row = {"name": run, "kind": "model", "mode": m["mode"], **m["test"]}
-        metric = next(iter(TASKS[m["mode"]].headline), None)
+        metric = next(iter(MODES[m["mode"]].headline), None)
         if metric in versus[run]:  # plainly: does the run beat the best baseline on its headline metric?
             name, _, ratio = versus[run][metric]
-            better = ratio < 1 if TASKS[m["mode"]].headline[metric] == "min" else ratio > 1
+            better = ratio < 1 if MODES[m["mode"]].headline[metric] == "min" else ratio > 1
             row.update(beats_best_baseline="yes" if better else "no", best_baseline=f"{name} ({metric})",
                        ratio_to_best_baseline=ratio)
         for field, probe in sorted(probes.get(run, {}).items()):
@@ -28,7 +28,7 @@ def summary_table(run_metrics, probes, baselines, versus):
         for name, m in sorted(methods.items()):
             rows.append({"name": name, "kind": "baseline", "mode": mode, **m})
     table = pd.DataFrame(rows)
-    known = BASE_COLUMNS + [c for _, task in sorted(TASKS.items()) for c in task.summary_columns]
+    known = BASE_COLUMNS + [c for _, mode in sorted(MODES.items()) for c in mode.summary_columns]
     extra = sorted(c for c in table.columns if c not in known and c != "by_position")
     return table[[c for c in known if c in table.columns] + extra]
 
@@ -40,7 +40,7 @@ def versus_baselines(run_metrics, baselines, bounds=()):
     for run, m in sorted(run_metrics.items()):
         real = {k: v for k, v in baselines.get(m["mode"], {}).items() if k not in bounds}
         out[run] = {}
-        for metric, best in TASKS[m["mode"]].headline.items():
+        for metric, best in MODES[m["mode"]].headline.items():
             scored = {k: v[metric] for k, v in real.items() if v.get(metric) is not None}
             if scored:
                 name = (min if best == "min" else max)(scored, key=scored.get)
@@ -50,4 +50,4 @@ def versus_baselines(run_metrics, baselines, bounds=()):
 
 def comparison_panels(modes):
     """(mode, headline metric, min or max) for the comparison figure, one per mode present."""
-    return [(mode, *next(iter(TASKS[mode].headline.items()))) for mode in sorted(modes) if mode in TASKS]
+    return [(mode, *next(iter(MODES[mode].headline.items()))) for mode in sorted(modes) if mode in MODES]

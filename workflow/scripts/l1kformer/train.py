@@ -14,8 +14,9 @@ import math
 import os
 import resource
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 
+import h5py
 import pandas as pd
 import torch
 
@@ -24,53 +25,11 @@ from l1kformer.fileio import atomic_path
 from l1kformer.inference import autocast_for, masked_outputs, pick_device
 from l1kformer.loader import RowBatches, column_stats
 from l1kformer.mask import n_masked, read_mask
-from l1kformer.model import ModelConfig, build_model, positions_mask
+from l1kformer.model import build_model, positions_mask
+from l1kformer.modes import get_mode
+from l1kformer.settings import MASK_SCHEDULES, split_settings
 from l1kformer.split import read_split
-
-MASK_SCHEDULES = ("constant", "linear", "cosine")
-
-
-@dataclass
-class TrainConfig:
-    """Optimisation settings; their defaults live in config.yaml (``train:``), checked by the schema."""
-    epochs: int
-    batch_size: int
-    lr: float
-    min_lr_ratio: float
-    warmup_steps: int
-    weight_decay: float
-    grad_clip: float
-    mask_schedule: str
-    mask_start: float
-    mask_end: float
-    mask_replace: float
-    mask_random: float
-    patience: int
-    seed: int
-    device: str
-    window_rows: int
-    gpus: int
-    max_steps_per_epoch: int  # 0: the whole training set each epoch
-    compile: object  # "auto" (CUDA only), True or False: torch.compile the training step's model
-
-    def __post_init__(self):
-        if self.mask_schedule not in MASK_SCHEDULES:
-            raise ValueError(f"mask_schedule must be one of {MASK_SCHEDULES}")
-        if self.mask_replace + self.mask_random > 1:
-            raise ValueError("mask_replace + mask_random must not exceed 1")
-
-
-def split_settings(settings):
-    """A run's flat settings (one ``train:`` section with ``mode`` and ``n_genes``) ->
-    (ModelConfig, TrainConfig)."""
-    model_keys = {f.name for f in fields(ModelConfig)}
-    train_keys = {f.name for f in fields(TrainConfig)}
-    unknown = set(settings) - model_keys - train_keys
-    if unknown:
-        raise ValueError(f"unknown run settings: {sorted(unknown)}")
-    return (ModelConfig(**{k: v for k, v in settings.items() if k in model_keys}),
-            TrainConfig(**{k: v for k, v in settings.items() if k in train_keys}))
-
+from l1kformer.tasks import get_task
 
 def lr_at(step, total_steps, cfg):
     """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to ``lr x min_lr_ratio``."""
@@ -136,8 +95,8 @@ class Job:
         self.autocast = autocast_for(self.device)
         torch.manual_seed(self.cfg.seed)
         self.model = build_model(self.model_cfg)
-        self.task = self.model.task
-        dataset, cfg = self.task.dataset_for(self.model_cfg.rank_values), self.cfg
+        self.task = get_task(self.model_cfg.mode)
+        dataset, cfg = get_mode(self.model_cfg.mode).dataset, self.cfg
         self.task.prepare(self.model, lambda: column_stats(data_path, dataset, split["train"], cfg.window_rows))
         self.model.to(self.device)
         self.optimizer = self.model.configure_optimizer(cfg.lr, cfg.weight_decay, fused=self.device.type == "cuda")
@@ -255,7 +214,7 @@ def _train_step(job, values, ratio, gen):
         inputs, index, y = inputs[part], index[part], y[part]
         hide = hide[part] if hide is not None else None
     with job.autocast():
-        _, loss = job.net(inputs, index, y, hide)
+        loss = job.task.loss(job.net(inputs, index, hide), job.task.targets(y, index))
     job.optimizer.zero_grad(set_to_none=True)
     (loss * weight).backward()
     if job.cfg.grad_clip > 0:
@@ -310,12 +269,20 @@ def write_history(history, path):
     pd.DataFrame(history).to_csv(path, sep="\t", index=False, float_format="%.6g")
 
 
+def n_genes_of(data_path, mode):
+    """The number of genes in the data set that runs of ``mode`` read."""
+    with h5py.File(data_path, "r") as h5:
+        return h5[get_mode(mode).dataset].shape[1]
+
+
 def run_training(settings, data_path, split_path, mask_path, model_path, history_path, checkpoint_path,
                  sources=(), log=print, name="train"):
     """A whole training job: train (resuming when a checkpoint of this very job exists), then write the
-    self-describing model file and the history atomically (rank 0 only) and drop the checkpoint."""
+    self-describing model file and the history atomically (rank 0 only) and drop the checkpoint.
+    ``settings``: the run's (config.yaml's ``train:`` keys and ``mode``); ``n_genes`` comes from the data."""
     dist = torch.distributed.is_available() and torch.distributed.is_initialized()
     rank = torch.distributed.get_rank() if dist else 0
+    settings = {**settings, "n_genes": n_genes_of(data_path, settings["mode"])}
     job_id = fingerprint(settings, [data_path, split_path, mask_path], sources)
     model, state = train(settings, data_path, read_split(split_path), read_mask(mask_path)["val"],
                          checkpoint_path, job_id, log=log, progress=rank == 0, name=name)

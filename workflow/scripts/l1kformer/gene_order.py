@@ -1,11 +1,10 @@
-"""ranking: each profile's genes sorted by expression, highest first; the gene indices are the tokens.
+"""gene_order: each profile's genes sorted by expression, highest first; the gene indices are the tokens.
 
 Ties are broken by gene index (lower first), so the ranking is deterministic even though Level-3
 values are stored with few decimals and capped at 15. The sort is vectorised: each value becomes a
 64-bit key (order-preserving float bits, inverted for descending order, then the gene index in the
 low bits) and ``np.sort`` on those keys is several times faster than a stable ``argsort``.
-Numpy only: the rank step (rank.py) and the rank_values runs (tasks.py) share it, and editing the rank
-step's file handling does not rerun the training of every run.
+Numpy only: the rank step (rank.py) and the normalize step's tie check (normalize.py) share it.
 """
 
 import sys
