@@ -37,10 +37,10 @@ def loss_and_grads(model, inputs, index, x):
 
 
 @pytest.mark.parametrize("mode,trunk,extra", [
-    ("rank", "transformer", {}), ("expression", "transformer", {}), ("rank", "dense", {}),
+    # every encoder and head once, the pair bias on both of its paths (shared genes, per-profile genes)
     ("expression", "transformer", {"attn_bias": "genes", "value_encoder": "gene_linear"}),
     ("rank", "transformer", {"attn_bias": "genes", "rank_view": "genes"}),
-    ("rank", "transformer", {"attn_bias": "genes"})])
+    ("rank", "transformer", {"attn_bias": "genes"}), ("rank", "dense", {}), ("expression", "dense", {})])
 def test_compiled_model_matches_eager_in_one_graph(mode, trunk, extra):
     torch.manual_seed(0)
     torch._dynamo.reset()
