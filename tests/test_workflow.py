@@ -132,7 +132,7 @@ MODULE_EDITS = {
     # (baselines.py imports both metric modules, so both baseline jobs)
     "metrics_rank.py": {("baselines_rank", None), ("baselines_expression", None), ("evaluate", "rank_small"), ("evaluate", "expr_small"),
                         ("plot_rank", "rank_small"), ("plot_expression", "expr_small")} | SUMMARY,
-    "plots.py": {("plot_rank", "rank_small"), ("plot_expression", "expr_small")},
+    "plots.py": {("plot_rank", "rank_small"), ("plot_expression", "expr_small")} | SUMMARY,  # its comparison figure
 }
 
 
@@ -236,7 +236,7 @@ def test_sigkilled_training_job_resumes_from_its_checkpoint(workflow):
     workflow.config["runs"] = {"rank_small": {"mode": "rank"}}
     # 978 genes: epochs long enough to be killed inside one
     workflow.set_config({"simulate": {"n_genes": 978}, "data": {"n_genes": 978},
-                         "train": {"epochs": 3, "d_model": 32, "n_layers": 2, "batch_size": 16}})
+                         "train": {"epochs": 2, "d_model": 32, "n_layers": 2, "batch_size": 16}})
     model = "results/runs/rank_small/model.pt"  # training only: the steps after it do not bear on resuming
     workflow.run("--until", "mask", "rank")
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2", model], cwd=workflow.path,
@@ -257,7 +257,7 @@ def test_sigkilled_training_job_resumes_from_its_checkpoint(workflow):
     log = (workflow.path / "results/logs/train_rank_small.log").read_text()
     assert "resuming from" in log and "after epoch 1" in log, log
     history = (workflow.path / "results/runs/rank_small/history.tsv").read_text().splitlines()
-    assert len(history) == 1 + 3
+    assert len(history) == 1 + 2
     assert not ckpt.exists()  # removed once the model file is written
 
 
