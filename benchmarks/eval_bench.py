@@ -39,7 +39,6 @@ from l1kformer.rank import rank_file
 from l1kformer.split import write_split, read_split
 from l1kformer.mask import write_mask
 from l1kformer.model import build_model
-from l1kformer.loader import column_stats
 from l1kformer.tasks import get_task
 d, n = {d!r}, {n}
 quiet = lambda m: None
@@ -54,7 +53,7 @@ for mode, data in (('rank', 'r.h5'), ('expression', 'x.h5')):
     cfg = {{**{model!r}, 'mode': mode}}
     torch.manual_seed(0)
     model = build_model(cfg)
-    get_task(mode).prepare(model, lambda: column_stats(d + '/x.h5', 'expression', split['train']))
+    get_task(mode).prepare(model, d + '/' + data, split['train'], 16384)
     torch.save({{'model_config': cfg, 'state_dict': model.state_dict(), 'best_epoch': 0}}, d + '/' + mode + '.pt')
 """
 

@@ -16,7 +16,7 @@ N_GENES = 24
 
 def tiny(mode, trunk, **extra):
     return build_model(dict({"mode": mode, "n_genes": N_GENES, "trunk": trunk, "value_encoder": "linear",
-                             "attn_bias": "none", "rank_view": "sequence", "d_model": 16, "n_layers": 1, "n_heads": 2,
+                             "attn_bias": "none", "rank_view": "sequence", "position_prior": None, "d_model": 16, "n_layers": 1, "n_heads": 2,
                              "d_ff": 32, "dense_width": 32, "dense_depth": 1, "dropout": 0.0}, **extra))
 
 
@@ -39,7 +39,7 @@ def loss_and_grads(model, inputs, index, x):
 @pytest.mark.parametrize("mode,trunk,extra", [
     # every encoder and head once, the pair bias on both of its paths (shared genes, per-profile genes)
     ("expression", "transformer", {"attn_bias": "genes", "value_encoder": "gene_linear"}),
-    ("rank", "transformer", {"attn_bias": "genes", "rank_view": "genes"}),
+    ("rank", "transformer", {"attn_bias": "genes", "rank_view": "genes", "position_prior": 2.0}),
     ("rank", "transformer", {"attn_bias": "genes"}), ("rank", "dense", {}), ("expression", "dense", {})])
 def test_compiled_model_matches_eager_in_one_graph(mode, trunk, extra):
     torch.manual_seed(0)

@@ -28,7 +28,7 @@ def test_dense_outputs_ignore_hidden_inputs(mode):
     """What sits at a masked position must not reach the prediction (no leak through the MLP)."""
     torch.manual_seed(0)
     cfg = dict(mode=mode, n_genes=8, trunk="dense", value_encoder="linear", attn_bias="none", rank_view="genes",
-               d_model=8, n_layers=1, n_heads=1, d_ff=8, dense_width=16, dense_depth=1, dropout=0.0)
+               position_prior=None, d_model=8, n_layers=1, n_heads=1, d_ff=8, dense_width=16, dense_depth=1, dropout=0.0)
     model = build_model(cfg).eval()
     masked = torch.tensor([[2, 5], [2, 5]])
     if mode == "rank":

@@ -76,5 +76,5 @@ def test_an_unknown_mode_is_refused():
 
     with pytest.raises(ValueError, match="mode must be one of"):
         ModelConfig(mode="sign", n_genes=16, trunk="transformer", value_encoder="linear", attn_bias="none",
-                    rank_view="genes", d_model=16, n_layers=1, n_heads=2, d_ff=32, dense_width=16, dense_depth=1,
+                    rank_view="genes", position_prior=None, d_model=16, n_layers=1, n_heads=2, d_ff=32, dense_width=16, dense_depth=1,
                     dropout=0.0)

@@ -21,7 +21,6 @@ On simulated data the Bayes oracle (oracle.py) is scored beside them, in a step 
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter1d
 
 from l1kformer.errors import InputError
 from l1kformer.loader import RowBatches, in_order, masked_batches, masked_set, read_rows
@@ -29,22 +28,12 @@ from l1kformer.metrics_expression import ExpressionTally
 from l1kformer.metrics_rank import (PositionBins, PositionTable, RankTally, in_position_order, score_distance_block,
                                     score_table_block)
 from l1kformer.parallel import ordered_map
+from l1kformer.position_prior import log_frequencies, position_counts
 
 SHRINKAGE_GRID = (0.01, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 # --- rank ---------------------------------------------------------------------------------------
-
-def position_counts(ranks_path, train_rows, n_genes):
-    """counts[position, gene] over training profiles, and each gene's mean rank position."""
-    counts = np.zeros((n_genes, n_genes), dtype=np.int64)
-    for _, ranks in in_order(ranks_path, "ranks", train_rows):
-        for position in range(n_genes):
-            counts[position] += np.bincount(ranks[:, position], minlength=n_genes)
-    pos = np.arange(n_genes, dtype=np.int64)
-    mean_rank = (counts * pos[:, None]).sum(axis=0) / np.maximum(counts.sum(axis=0), 1)
-    return counts, mean_rank
-
 
 RANK_BASELINES = ("position_frequency", "position_frequency_smoothed", "mean_rank", "gaussian_positions")
 
@@ -62,9 +51,7 @@ def rank_baselines(ranks_path, split, val_mask, test_mask, smoothing_sigma, tune
     with h5py.File(ranks_path, "r") as h5:
         n_genes = h5["ranks"].shape[1]
     counts, mean_rank = position_counts(ranks_path, split["train"], n_genes)
-    freq = np.log((counts + 0.5) / (counts.sum(axis=1, keepdims=True) + 0.5 * n_genes))
-    smooth = gaussian_filter1d(counts.astype(np.float64), smoothing_sigma, axis=0, mode="nearest")
-    smooth = np.log((smooth + 0.5) / (smooth.sum(axis=1, keepdims=True) + 0.5 * n_genes))
+    freq, smooth = log_frequencies(counts), log_frequencies(counts, smoothing_sigma)
     tables = {"position_frequency": PositionTable(freq),
               "position_frequency_smoothed": PositionTable(smooth, transposed=True),
               "mean_rank": PositionTable(distance_scores(mean_rank, np.arange(n_genes)), with_ce=False)}

@@ -4,7 +4,8 @@ Transformer encoders map the inputs to batch x genes x d_model tokens (``token_g
 gene each token is, for the attention's pair bias); dense inputs map them to 2 x genes features.
 Heads map the last states and the masked positions ``index`` (batch x k) to outputs there, in
 row-major order of ``index``: logits over genes (rank mode) or standardised values (expression).
-Rank heads rule out the genes the visible positions show (:func:`rule_out_shown`).
+Rank heads add the train split's position prior to their logits (``position_prior``) and rule out the
+genes the visible positions show (:class:`RankHead`).
 """
 
 import numpy as np
@@ -125,14 +126,54 @@ class RankEncoder(nn.Module):
         return self.token_emb.weight[: self.mask_id]
 
 
-class TokenLogits(nn.Linear):
+class RankHead(nn.Module):
+    """What every rank head shares: with ``position_prior`` set, the log of the train split's smoothed
+    position-frequency table (position_prior.py; a buffer, positions x genes) is added to the logits at
+    each masked position, and the head's last layer starts at zero, so that an untrained model scores
+    as the ``position_frequency_smoothed`` baseline does and what it learns is what the visible genes
+    add to it (on 978 genes and a few hundred profiles, a head without it learned less than the table:
+    docs/model-study.md). Then the shown genes are ruled out (:func:`rule_out_shown`)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.register_buffer("log_prior", torch.zeros(cfg.n_genes, cfg.n_genes) if cfg.position_prior is not None
+                             else None)
+
+    def set_prior(self, table):
+        self.log_prior.copy_(torch.from_numpy(table).float())
+
+    def start_at_prior(self, *layers):
+        """Zero ``layers``' weights and biases (the trunk's init would draw them) when there is a prior."""
+        if self.log_prior is not None:
+            for layer in layers:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+
+    def finish(self, logits, index, x):
+        """(batch x k) x genes logits at the masked positions ``index`` -> with the prior, shown genes out."""
+        if self.log_prior is not None:
+            logits = logits.float() + self.log_prior[index].flatten(0, 1)
+        return rule_out_shown(logits, x, index)
+
+
+class TokenLogits(RankHead):
     """``rank_view: sequence``: every gene's logit from the state at each masked position."""
 
     def __init__(self, cfg):
-        super().__init__(cfg.d_model, cfg.n_genes)
+        super().__init__(cfg)
+        self.proj = nn.Linear(cfg.d_model, cfg.n_genes)
+
+    def init_weights(self):
+        self.start_at_prior(self.proj)
 
     def forward(self, h, index, x):
-        return rule_out_shown(super().forward(at_positions(h, index)).flatten(0, 1), x, index)
+        return self.finish(self.proj(at_positions(h, index)).flatten(0, 1), index, x)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args):
+        for name in ("weight", "bias"):  # model files from before RankHead: the head was the Linear itself
+            if prefix + name in state_dict:
+                state_dict[prefix + "proj." + name] = state_dict.pop(prefix + name)
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
 
 class RankGeneView(nn.Module):
@@ -161,17 +202,21 @@ class RankGeneView(nn.Module):
         return self.gene_emb.weight
 
 
-class GenePositionHead(nn.Module):
+class GenePositionHead(RankHead):
     """``rank_view: genes``: each gene's rank position from its token's last state, scored at the masked
-    positions by :func:`position_logits` (as the dense control's head)."""
+    positions by :func:`position_logits` (as the dense control's head). Starting at zero, every gene is
+    predicted at the middle, which adds the same to every gene's logit at a position: the prior alone."""
 
     def __init__(self, cfg):
-        super().__init__()
+        super().__init__(cfg)
         self.proj = nn.Linear(cfg.d_model, 1)
         self.log_scale = nn.Parameter(torch.tensor(POSITION_LOG_SCALE))
 
+    def init_weights(self):
+        self.start_at_prior(self.proj)
+
     def forward(self, h, index, x):
-        return rule_out_shown(position_logits(0.5 + self.proj(h).squeeze(-1), index, self.log_scale), x, index)
+        return self.finish(position_logits(0.5 + self.proj(h).squeeze(-1), index, self.log_scale), index, x)
 
 
 class DenseRankInput(nn.Module):
@@ -188,19 +233,20 @@ class DenseRankInput(nn.Module):
         return torch.cat([torch.where(visible, gene_pos, self.fill), visible.float()], dim=1)
 
 
-class DensePositionHead(nn.Module):
+class DensePositionHead(RankHead):
     """Predicts each gene's rank position; the logit of gene g at masked position p is
-    -(predicted_g - p)^2 x scale (a Gaussian around the prediction, learned width)."""
+    -(predicted_g - p)^2 x scale (a Gaussian around the prediction, learned width). It starts with every
+    gene at the middle (with a prior: the prior alone)."""
 
     def __init__(self, cfg):
-        super().__init__()
+        super().__init__(cfg)
         self.proj = nn.Linear(cfg.dense_width, cfg.n_genes)
         nn.init.zeros_(self.proj.weight)
         nn.init.constant_(self.proj.bias, 0.5)
         self.log_scale = nn.Parameter(torch.tensor(POSITION_LOG_SCALE))
 
     def forward(self, h, index, x):
-        return rule_out_shown(position_logits(self.proj(h), index, self.log_scale), x, index)
+        return self.finish(position_logits(self.proj(h), index, self.log_scale), index, x)
 
 
 # --- expression mode ---------------------------------------------------------------------------------

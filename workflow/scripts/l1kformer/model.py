@@ -106,6 +106,10 @@ class Trainable(nn.Module):
     def unstandardize(self, values, gene_index):
         return self.encoder.unstandardize(values, gene_index) if isinstance(self.encoder, Standardized) else values
 
+    def set_position_prior(self, table):
+        """Store the train split's log P(gene | position) (positions x genes) in a rank head that uses one."""
+        self.head.set_prior(table)
+
     def gene_table(self):
         """genes x width: the model's per-gene input weights."""
         return self.encoder.gene_table()
@@ -125,6 +129,8 @@ class L1kFormer(Trainable):
         for name, p in self.named_parameters():  # GPT-2 style scaled init of residual projections
             if name.endswith(("attn.proj.weight", "mlp.2.weight")):
                 nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * cfg.n_layers))
+        if hasattr(self.head, "init_weights"):  # a head that starts where it says (rank heads at their prior)
+            self.head.init_weights()
 
     @staticmethod
     def _init_weights(module):

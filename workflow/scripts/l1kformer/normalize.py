@@ -25,27 +25,27 @@ PLATE_FIELDS = ("det_plate", "rna_plate")  # tried in turn when data.plate_field
 
 
 def quantile_normalize(values, transform=None):
-    """Quantile normalisation of one plate (profiles x genes) with the Broad's tie rule, float64 out.
+    """Quantile normalisation of one plate (profiles x genes) with the Broad's tie rule, float32 out.
 
-    The order and the ties are those of ``values`` as stored (float32); the reference and the output
-    are on ``transform(values)`` (``np.log2`` for Level 2 fluorescence; None: the values themselves),
-    which must keep the order. Untied positions take the reference as it is; only the runs of tied
-    positions are worked out.
+    The order and the ties are those of ``values`` as stored (float32); the reference is on
+    ``transform(values)`` (``np.log2`` for Level 2 fluorescence; None: the values themselves), which must
+    keep the order, so it is applied to the two middle values of each rank alone (float64). Untied
+    positions take the reference as it is; only the runs of tied positions are worked out.
     """
     values = np.asarray(values, dtype=np.float32)
     m, n = values.shape
-    order = rank_genes(values)[:, ::-1]  # ascending; within a tie any order will do (ties share a value)
-    ordered = np.take_along_axis(values, order, axis=1)
-    scaled = ordered.astype(np.float64)
-    scaled = scaled if transform is None else transform(scaled)
+    descending = np.empty((m, n), dtype=np.float32)
+    order = rank_genes(values, sorted_out=descending)[:, ::-1]  # ascending; within a tie any order will do
+    ordered = descending[:, ::-1]  # the values in that order (ties share a value)
     middle = [(m - 1) // 2, m // 2]
-    reference = np.partition(np.ascontiguousarray(scaled.T), middle, axis=1)[:, middle].mean(axis=1)
-    # ^ the median of the k-th smallest values (np.median's, faster): non-decreasing in k
-    result = np.tile(reference, (m, 1))
-    tied = np.zeros((m, n), dtype=bool)  # position k holds the value of position k - 1
-    tied[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    mid = np.sort(ordered.T, axis=1)[:, middle].astype(np.float64)  # (a float32 sort beats a partition)
+    reference = (mid if transform is None else transform(mid)).mean(axis=1)
+    # ^ the median of the k-th smallest values: non-decreasing in k
+    result = np.tile(reference.astype(np.float32), (m, 1))
+    tied = ordered[:, 1:] == ordered[:, :-1]  # position k + 1 holds the value of position k
     at = np.flatnonzero(tied)
     if len(at):
+        at += at // (n - 1) + 1  # -> flat positions of the m x n result
         starts = np.flatnonzero(np.diff(at, prepend=-2) != 1)  # each run of tied positions
         first = at[starts] - 1  # the run's first member (not itself marked tied)
         last = at[np.append(starts[1:], len(at)) - 1]
@@ -54,7 +54,7 @@ def quantile_normalize(values, transform=None):
         flat = result.reshape(-1)
         flat[first] = value
         flat[at] = np.repeat(value, last - first)  # a run's tied positions follow one another in ``at``
-    out = np.empty((m, n), dtype=np.float64)
+    out = np.empty((m, n), dtype=np.float32)
     np.put_along_axis(out, order, result, axis=1)
     return out
 
@@ -123,4 +123,4 @@ def _plate(path, name, values, sample_ids, log):
     if len(values) == 1:
         log(f"WARNING: plate {name!r} has one profile ({sample_ids.iloc[0]!r}): nothing to normalise it "
             f"against, so it is only log2-transformed")
-    return quantile_normalize(values, np.log2).astype(np.float32)
+    return quantile_normalize(values, np.log2)

@@ -17,7 +17,7 @@ from l1kformer.modes import get_mode
 REMOVED = {"n_registers": 0, "profile_token": False, "rank_values": False}
 REMOVED_VALUE_ENCODERS = ("mlp", "soft_bins")
 # Settings added after the first model files were written, with the value those files were built with.
-ADDED = {"attn_bias": "none", "rank_view": "sequence"}
+ADDED = {"attn_bias": "none", "rank_view": "sequence", "position_prior": None}
 
 
 @dataclass
@@ -26,13 +26,16 @@ class ModelConfig:
     ``trunk`` chooses the transformer (d_model, n_layers, n_heads, d_ff) or the dense control
     (dense_width, dense_depth); ``value_encoder`` embeds a scalar per gene token: the expression value
     (expression mode) or the visible rank position (the rank genes view); ``rank_view`` what a
-    rank-mode transformer's tokens are; ``attn_bias`` genes: a learned attention bias per gene pair."""
+    rank-mode transformer's tokens are; ``attn_bias`` genes: a learned attention bias per gene pair;
+    ``position_prior`` (rank heads): the Gaussian smoothing, in positions, of the train split's
+    position-frequency table that the head adds to its logits (None: no prior)."""
     mode: str
     n_genes: int
     trunk: str
     value_encoder: str
     attn_bias: str
     rank_view: str
+    position_prior: object  # float >= 0, or None
     d_model: int
     n_layers: int
     n_heads: int

@@ -16,12 +16,15 @@ import torch
 import torch.nn.functional as F
 
 from l1kformer.counting import counted
+from l1kformer.loader import column_stats
 from l1kformer.modes import get_mode
+from l1kformer.position_prior import log_frequencies, position_counts
 
 class Task:
 
-    def prepare(self, model, train_stats):
-        """Store in the model what it needs from the training profiles (``train_stats()``: mean, sd)."""
+    def prepare(self, model, data_path, train_rows, window_rows):
+        """Store in the model what it needs from the training profiles (rows of ``data_path``, the mode's
+        data set, read ``window_rows`` at a time)."""
 
     def to_inputs(self, model, values, device):
         raise NotImplementedError
@@ -58,6 +61,12 @@ def bert_split(masked, cfg, generator):
 class RankTask(Task):
     """Which gene sits at each masked rank position: inputs are gene ids in rank order ([MASK] = n_genes)."""
 
+    def prepare(self, model, data_path, train_rows, window_rows):
+        sigma = model.cfg.position_prior
+        if sigma is not None:  # the head's starting point: the train split's smoothed position frequencies
+            counts, _ = position_counts(data_path, train_rows, model.cfg.n_genes, window_rows)
+            model.set_position_prior(log_frequencies(counts, sigma))
+
     def to_inputs(self, model, values, device):
         return torch.from_numpy(values.astype(np.int64)).to(device, non_blocking=True)
 
@@ -89,8 +98,8 @@ class RankTask(Task):
 class ExpressionTask(Task):
     """The masked values themselves, standardised by the train split's per-gene mean and sd."""
 
-    def prepare(self, model, train_stats):
-        model.set_train_stats(*train_stats())
+    def prepare(self, model, data_path, train_rows, window_rows):
+        model.set_train_stats(*column_stats(data_path, "expression", train_rows, window_rows))
 
     def to_inputs(self, model, values, device):
         return model.standardize(torch.from_numpy(values).to(device, non_blocking=True).float())

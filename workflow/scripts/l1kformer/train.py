@@ -23,7 +23,7 @@ import torch
 from l1kformer.errors import InputError
 from l1kformer.fileio import atomic_path
 from l1kformer.inference import autocast_for, masked_outputs, pick_device
-from l1kformer.loader import RowBatches, column_stats
+from l1kformer.loader import RowBatches
 from l1kformer.mask import n_masked, read_mask
 from l1kformer.model import build_model, positions_mask
 from l1kformer.modes import get_mode
@@ -97,7 +97,7 @@ class Job:
         self.model = build_model(self.model_cfg)
         self.task = get_task(self.model_cfg.mode)
         dataset, cfg = get_mode(self.model_cfg.mode).dataset, self.cfg
-        self.task.prepare(self.model, lambda: column_stats(data_path, dataset, split["train"], cfg.window_rows))
+        self.task.prepare(self.model, data_path, split["train"], cfg.window_rows)
         self.model.to(self.device)
         self.optimizer = self.model.configure_optimizer(cfg.lr, cfg.weight_decay, fused=self.device.type == "cuda")
         # With DistributedDataParallel every rank draws the same global batch, masks and corruption
