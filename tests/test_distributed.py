@@ -36,7 +36,10 @@ def test_two_gloo_processes_match_one_process(tmp_path, mode):
     write_h5(d / "split.h5", split)
     write_h5(d / "mask.h5", mask)
     data = str(d / ("ranks.h5" if mode == "rank" else "expression.h5"))
-    s = settings(mode, epochs=2, batch_size=32, device="cpu")
+    # No position prior: a rank head that starts at the prior has small, flat gradients early, which
+    # Adam's normalisation turns into steps that differ with the summation order of the two halves
+    # (weights then agree to about 1e-4, not 1e-5): not what this test is about.
+    s = settings(mode, epochs=2, batch_size=32, device="cpu", position_prior=None)
     common = dict(settings=s, data_path=data, split_path=str(d / "split.h5"), mask_path=str(d / "mask.h5"))
 
     torch.set_num_threads(1)
