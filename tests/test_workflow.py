@@ -263,7 +263,7 @@ def test_sigkilled_training_job_resumes_from_its_checkpoint(workflow):
 
 @pytest.mark.slow
 def test_real_data_example_as_shipped_beats_the_trivial_baselines(workflow):
-    """resources/examples/real_l1000.yaml as shipped (about 30 minutes on 2 cores), on the two A375 plates:
+    """resources/examples/real_l1000.yaml as shipped (35-60 minutes on 2 cores), on the two A375 plates:
     every model beats the trivial baseline of its mode on the test mask, by margins that a model which
     learned nothing (its rank head at the position prior, its expression head at the gene mean) cannot
     reach. Figures of the last run: docs/model-study.md, "Real plates"."""
