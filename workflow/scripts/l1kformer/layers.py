@@ -142,12 +142,12 @@ class RankHead(nn.Module):
     def set_prior(self, table):
         self.log_prior.copy_(torch.from_numpy(table).float())
 
-    def start_at_prior(self, *layers):
-        """Zero ``layers``' weights and biases (the trunk's init would draw them) when there is a prior."""
+    def init_weights(self):
+        """With a prior, the last layer ``proj`` starts at zero (called after the trunk's init, which would
+        draw it): every gene then gets the same logit from it at a position, so the prior alone decides."""
         if self.log_prior is not None:
-            for layer in layers:
-                nn.init.zeros_(layer.weight)
-                nn.init.zeros_(layer.bias)
+            nn.init.zeros_(self.proj.weight)
+            nn.init.zeros_(self.proj.bias)
 
     def finish(self, logits, index, x):
         """(batch x k) x genes logits at the masked positions ``index`` -> with the prior, shown genes out."""
@@ -162,9 +162,6 @@ class TokenLogits(RankHead):
     def __init__(self, cfg):
         super().__init__(cfg)
         self.proj = nn.Linear(cfg.d_model, cfg.n_genes)
-
-    def init_weights(self):
-        self.start_at_prior(self.proj)
 
     def forward(self, h, index, x):
         return self.finish(self.proj(at_positions(h, index)).flatten(0, 1), index, x)
@@ -211,9 +208,6 @@ class GenePositionHead(RankHead):
         super().__init__(cfg)
         self.proj = nn.Linear(cfg.d_model, 1)
         self.log_scale = nn.Parameter(torch.tensor(POSITION_LOG_SCALE))
-
-    def init_weights(self):
-        self.start_at_prior(self.proj)
 
     def forward(self, h, index, x):
         return self.finish(position_logits(0.5 + self.proj(h).squeeze(-1), index, self.log_scale), index, x)
