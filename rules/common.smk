@@ -21,8 +21,10 @@ def _check_config(config, schema_path):
         sys.exit(1)
 
 
-# a run set to null (in a --configfile merged over config.yaml) is dropped
+# a run or a downstream task set to null (in a --configfile merged over config.yaml) is dropped
 config["runs"] = {name: run for name, run in (config.get("runs") or {}).items() if run is not None}
+if isinstance(config.get("downstream"), dict) and isinstance(config["downstream"].get("tasks"), dict):
+    config["downstream"]["tasks"] = {k: v for k, v in config["downstream"]["tasks"].items() if v is not None}
 _check_config(config, workflow.source_path("../workflow/schemas/config.schema.yaml"))
 validate(config, "../workflow/schemas/config.schema.yaml", set_default=True)
 
@@ -45,6 +47,10 @@ if not config["runs"]:
     sys.exit(1)
 
 
+def downstream_tasks_of(config):
+    return (config.get("downstream") or {}).get("tasks") or {}
+
+
 def _config_problems(config):
     """Rules across keys, beyond the schema's types and ranges: (key, problem) pairs. A run's settings
     are checked by building its dataclasses (l1kformer/settings.py), whose checks training repeats."""
@@ -53,6 +59,11 @@ def _config_problems(config):
         yield "split", f"train + val + test must be 1, got {fractions:g}"
     if config["split"]["val"] <= 0:
         yield "split.val", "must be positive: the val set chooses the best epoch and the baselines' shrinkage"
+    group_by = config["split"]["group_by"]
+    for task, settings in sorted(downstream_tasks_of(config).items()):
+        if group_by and settings["field"] == group_by:
+            yield (f"downstream.tasks.{task}.field", f"{group_by} is the split's group_by: no {group_by} is in both "
+                   f"train and test, so the task cannot be learned; use another field or split.group_by")
     for run, settings in sorted(config["runs"].items()):
         try:
             split_settings({**config["train"], **settings, "n_genes": config["data"]["n_genes"] or 2})
@@ -65,6 +76,10 @@ for _key, _problem in _config_problems(config):
     sys.exit(1)
 
 RESULTS = config["results_dir"].rstrip("/")
+
+
+wildcard_constraints:
+    run="[A-Za-z0-9_.-]+",  # a run's name (the schema's pattern): one folder, never a path
 
 
 def R(path):
@@ -197,12 +212,58 @@ def run_baselines(wildcards):
 
 def summary_inputs(wildcards):
     runs = sorted(config["runs"])
-    inputs = {"metrics": expand(R("runs/{run}/metrics.json"), run=runs),
-              "probes": expand(R("runs/{run}/probe.json"), run=runs)}
+    inputs = {"metrics": expand(R("runs/{run}/metrics.json"), run=runs)}
     for mode in MODES:
         if runs_of(mode):
             inputs[f"{mode}_baselines"] = baseline_files(mode)
     return inputs
+
+
+def section_of(name, part, drop=()):
+    """A part of a config section (``downstream.finetune``) as one sorted dict param, less ``drop``."""
+    return sorted_dict({k: v for k, v in (config[name][part] or {}).items() if k not in drop})
+
+
+def downstream_tasks():
+    return sorted(downstream_tasks_of(config))
+
+
+def downstream_task(task):
+    return sorted_dict(config["downstream"]["tasks"][task])
+
+
+def finetune_starts():
+    """Fine-tuning starts from the pretrained model, and with ``from_scratch`` also from fresh weights."""
+    return ["pretrained"] + (["scratch"] if config["downstream"]["finetune"]["from_scratch"] else [])
+
+
+def default_gpus():
+    """GPUs for jobs that follow the train defaults' device (the downstream baselines)."""
+    settings = config["train"]
+    if settings["device"] == "cpu" or (settings["device"] == "auto" and workflow.local_exec and not LOCAL_GPUS):
+        return 0
+    return 1
+
+
+def finetune_files(name, starts=None, tasks=None):
+    return expand(R("runs/{run}/downstream/{start}/{task}/{name}"), run=sorted(config["runs"]),
+                  start=starts or finetune_starts(), task=tasks or downstream_tasks(), name=name)
+
+
+def retrieval_inputs(wildcards):
+    runs = sorted(config["runs"])
+    return {"samples": R("data/samples.parquet"), "split": R("data/split.h5"),
+            "expression": R("data/expression.h5"), "ranks": R("data/ranks.h5"),
+            "embeddings": expand(R("runs/{run}/embeddings_test.parquet"), run=runs),
+            "finetuned": finetune_files("features_test.parquet", starts=["pretrained"])}
+
+
+def downstream_summary_inputs(wildcards):
+    tasks = downstream_tasks()
+    return {"labels": expand(R("downstream/{task}/labels.parquet"), task=tasks),
+            "baselines": expand(R("downstream/{task}/baselines.json"), task=tasks),
+            "metrics": finetune_files("metrics.json"), "histories": finetune_files("history.tsv"),
+            "predictions": finetune_files("predictions.parquet")}
 
 
 def get_final_output():
@@ -211,4 +272,8 @@ def get_final_output():
     outputs += expand(R("runs/{run}/{name}"), run=runs, name=["metrics.json", "embeddings_val.parquet"])
     for mode, spec in MODES.items():
         outputs += expand(R("runs/{run}/plots/{plot}.png"), run=runs_of(mode), plot=spec["plots"])
+    if downstream_tasks():
+        outputs.append(R("downstream.tsv"))
+    if config["downstream"]["retrieval"]:
+        outputs.append(R("downstream/retrieval.tsv"))
     return outputs

@@ -64,7 +64,6 @@ rule embed:
     input:
         model=R("runs/{run}/model.pt"),
         data=run_data,
-        expression=R("data/expression.h5"),
         samples=R("data/samples.parquet"),
         genes=R("data/genes.tsv"),
         mask=R("data/mask.h5"),
@@ -73,10 +72,7 @@ rule embed:
         val=R("runs/{run}/embeddings_val.parquet"),
         test=R("runs/{run}/embeddings_test.parquet"),
         genes=R("runs/{run}/gene_embeddings.parquet"),
-        probe=R("runs/{run}/probe.json"),
     params:
-        fields=config["evaluate"]["probe_fields"],
-        max_profiles=config["evaluate"]["probe_max_profiles"],
         device=lambda wildcards: run_settings(wildcards.run)["device"],
     threads: 8
     resources:

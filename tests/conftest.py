@@ -29,14 +29,22 @@ def ingest_settings(**overrides):
 # A small simulated data set (4 plates x 96 wells, the default config's 128 genes) and tiny models.
 TINY = {"simulate": {"n_plates": 4, "wells_per_plate": 96, "n_compounds": 10, "n_cell_lines": 2},
         "train": {"d_model": 16, "n_layers": 1, "n_heads": 2, "d_ff": 32, "epochs": 2, "batch_size": 64,
-                  "warmup_steps": 2}}
+                  "warmup_steps": 2},
+        # no downstream jobs, except where a test turns them on (DOWNSTREAM): they would lengthen every run
+        "downstream": {"tasks": {}, "retrieval": None,
+                       "finetune": {"head_epochs": 3, "epochs": 1},
+                       "baselines": {"epochs": 3, "grid": {"width": [32], "dropout": [0.0], "lr": [1.0e-3],
+                                                           "weight_decay": [1.0e-4]}}}}
+# The default's downstream tasks and retrieval, at the tests' tiny size
+DOWNSTREAM = {"downstream": {"tasks": DEFAULTS["downstream"]["tasks"],
+                             "retrieval": {**DEFAULTS["downstream"]["retrieval"], "null_size": 200}}}
 MODES = {"rank_small": "rank", "expr_small": "expression"}
 
 
 def run_jobs(*runs):
     """The per-run jobs downstream of training, for runs of the default config."""
     return {(rule, run) for run in runs
-            for rule in ("train", "embed", "evaluate", f"plot_{MODES[run]}")}
+            for rule in ("train", "embed", "evaluate", f"plot_{MODES[run]}", "finetune")}
 
 
 def shared_file(name):
@@ -47,6 +55,7 @@ def shared_file(name):
 
 
 def deep_update(base, extra):
+    base = base or {}  # a section set to null (downstream.retrieval) can be filled again
     out = dict(base)
     for key, value in extra.items():
         out[key] = deep_update(base.get(key, {}), value) if isinstance(value, dict) and value else value

@@ -201,12 +201,15 @@ CONFIG_CASES = [
     ("mask_random: 0.1", "mask_random: 0.3", "config key runs.expr_small", "mask_replace + mask_random = 1.1"),
     ("  train: 0.8", "  train: 0.7", "config key split", "train + val + test must be 1, got 0.9"),
     ("  train: 0.8\n  val: 0.1", "  train: 0.9\n  val: 0.0", "config key split.val", "must be positive"),
+    ("  group_by: null", "  group_by: cell_id", "config key downstream.tasks.cell_line.field",
+     "cell_id is the split's group_by"),
 ]
 
 
 @pytest.mark.workflow
 @pytest.mark.parametrize("old,new,where,problem", CONFIG_CASES,
-                         ids=["misspelled_key", "string_number", "heads", "bert_split", "fractions", "no_val"])
+                         ids=["misspelled_key", "string_number", "heads", "bert_split", "fractions", "no_val",
+                              "task_on_group_by"])
 def test_bad_config_fails_before_any_job(workflow, old, new, where, problem):
     text = (ROOT / "config.yaml").read_text()
     assert old in text

@@ -29,9 +29,9 @@ def code_spans(path):
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_config_key_the_docs_name_exists(doc):
     for span in code_spans(doc):
-        if re.search(r"\.(py|smk|yaml|md|sh|png)$", span):  # a file, not a key
+        if re.search(r"\.(py|smk|yaml|md|sh|png|tsv|json|parquet)$", span):  # a file, not a key
             continue
-        for section, key in re.findall(r"^(simulate|data|rank|split|mask|train|evaluate)\.(\w+)", span):
+        for section, key in re.findall(r"^(simulate|data|rank|split|mask|train|evaluate|downstream)\.(\w+)", span):
             assert known(section, key), f"{doc.name}: {span}"
 
 

@@ -6,14 +6,16 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_jobs
+from conftest import DOWNSTREAM, ROOT, run_jobs
 
 pytestmark = pytest.mark.workflow
 
 DATA = "results/data/"
 ALL_RUNS = run_jobs("rank_small", "expr_small")
-SUMMARY = {("summary", None)}
+DOWNSTREAM_SUMMARY = {("downstream_summary", None), ("retrieval", None)}
+SUMMARY = {("summary", None)} | DOWNSTREAM_SUMMARY
 BASELINES = {("baselines_rank", None), ("baselines_expression", None), ("oracle", None)}
+DOWNSTREAM_DATA = {("downstream_labels", None), ("downstream_baselines", None)}
 
 
 def test_lint_is_clean(workflow):
@@ -61,6 +63,7 @@ def ran(tmp_path_factory):
     from conftest import Workflow
 
     wf = Workflow(tmp_path_factory.mktemp("ran") / "wf")
+    wf.set_config(DOWNSTREAM)
     wf.run()
     assert wf.pending() == set()
     return wf
@@ -84,16 +87,29 @@ CONFIG_CHANGES = {
                    {("mask", None)} | BASELINES | ALL_RUNS | SUMMARY,
                    lambda wf: wf.set_config({"mask": {"ratio": 0.15}})),
     "split seed": (lambda wf: wf.set_config({"split": {"seed": 7}}),
-                   {("split", None), ("mask", None)} | BASELINES | ALL_RUNS | SUMMARY,
+                   {("split", None), ("mask", None)} | BASELINES | ALL_RUNS | SUMMARY | DOWNSTREAM_DATA,
                    lambda wf: wf.set_config({"split": {"seed": 1}})),
     "one run's learning rate": (with_run("expr_small", {"mode": "expression", "lr": 0.005}),
                                 run_jobs("expr_small") | SUMMARY, with_run("expr_small", {"mode": "expression"})),
     "a baseline setting": (lambda wf: wf.set_config({"evaluate": {"knn_k": 5}}),
-                           {("baselines_expression", None), ("plot_expression", "expr_small")} | SUMMARY,
+                           {("baselines_expression", None), ("plot_expression", "expr_small"), ("summary", None)},
                            lambda wf: wf.set_config({"evaluate": {"knn_k": 10}})),
-    "the probes": (lambda wf: wf.set_config({"evaluate": {"probe_fields": ["cell_id"]}}),
-                   {("embed", "rank_small"), ("embed", "expr_small")} | SUMMARY,
-                   lambda wf: wf.set_config({"evaluate": {"probe_fields": ["cell_id", "pert_type"]}})),
+    # downstream settings rerun the downstream jobs and their summaries, never training
+    "a fine-tuning setting": (lambda wf: wf.set_config({"downstream": {"finetune": {"lr_factor": 0.5}}}),
+                              {("finetune", "rank_small"), ("finetune", "expr_small")} | DOWNSTREAM_SUMMARY,
+                              lambda wf: wf.set_config({"downstream": {"finetune": {"lr_factor": 0.1}}})),
+    "a downstream task": (lambda wf: wf.set_config({"downstream": {"tasks": {"cell_line": {"min_count": 2}}}}),
+                          {("finetune", "rank_small"), ("finetune", "expr_small")} | DOWNSTREAM_SUMMARY
+                          | DOWNSTREAM_DATA,
+                          lambda wf: wf.config["downstream"]["tasks"]["cell_line"].pop("min_count") and
+                          wf.set_config({})),
+    "a downstream baseline setting": (
+        lambda wf: wf.set_config({"downstream": {"baselines": {"depth": 1}}}),
+        {("downstream_baselines", None), ("downstream_summary", None)},
+        lambda wf: wf.set_config({"downstream": {"baselines": {"depth": 2}}})),
+    "a retrieval setting": (lambda wf: wf.set_config({"downstream": {"retrieval": {"fdr": 0.1}}}),
+                            {("retrieval", None)},
+                            lambda wf: wf.set_config({"downstream": {"retrieval": {"fdr": 0.05}}})),
 }
 
 
@@ -122,17 +138,23 @@ def test_reordering_config_keys_changes_nothing(ran):
 
 # editing a package module reruns the jobs whose scripts import it, and what reads their outputs
 MODULE_EDITS = {
-    "rank.py": {("rank", None), ("baselines_rank", None)} | run_jobs("rank_small") | SUMMARY,
-    "gene_order.py": {("rank", None), ("baselines_rank", None)} | run_jobs("rank_small") | SUMMARY,
+    # the ranks: everything that reads them, the downstream rank baselines and retrieval included
+    "rank.py": {("rank", None), ("baselines_rank", None), ("downstream_baselines", None)} | run_jobs("rank_small")
+    | SUMMARY,
+    "gene_order.py": {("rank", None), ("baselines_rank", None), ("downstream_baselines", None)}
+    | run_jobs("rank_small") | SUMMARY,
     # the oracle's mathematics, not in the generator: the oracle job and what reads its file only
-    "oracle.py": {("oracle", None), ("plot_expression", "expr_small")} | SUMMARY,
+    "oracle.py": {("oracle", None), ("plot_expression", "expr_small"), ("summary", None)},
     # the model: training, embedding, evaluation, and the plots and summary after them
-    "model.py": ALL_RUNS | SUMMARY,
+    # (the downstream baselines import inference.pick_device, hence model.py)
+    "model.py": ALL_RUNS | SUMMARY | {("downstream_baselines", None)},
     # a rank metric: the rank baselines and the rank run's evaluation, not its training
     # (baselines.py imports both metric modules, so both baseline jobs)
     "metrics_rank.py": {("baselines_rank", None), ("baselines_expression", None), ("evaluate", "rank_small"), ("evaluate", "expr_small"),
-                        ("plot_rank", "rank_small"), ("plot_expression", "expr_small")} | SUMMARY,
+                        ("plot_rank", "rank_small"), ("plot_expression", "expr_small"), ("summary", None)},
     "plots.py": {("plot_rank", "rank_small"), ("plot_expression", "expr_small")} | SUMMARY,  # its comparison figure
+    # the downstream baselines' module: their jobs and the downstream summary, nothing of the models
+    "downstream_baselines.py": {("downstream_baselines", None), ("downstream_summary", None)},
 }
 
 
@@ -167,12 +189,24 @@ def check_outputs_and_report(workflow):
     for run in ("rank_small", "expr_small"):
         metrics = json.loads((workflow.path / f"results/runs/{run}/metrics.json").read_text())
         assert metrics["test"] and "baselines" not in metrics  # the run's own results only
-        probe = json.loads((workflow.path / f"results/runs/{run}/probe.json").read_text())
-        assert probe["cell_id"]["embedding"]["accuracy"] is not None
         for name in ("embeddings_val.parquet", "embeddings_test.parquet", "gene_embeddings.parquet"):
             assert len(pd.read_parquet(workflow.path / f"results/runs/{run}/{name}")) > 0
+    downstream = pd.read_csv(workflow.path / "results/downstream.tsv", sep="\t", keep_default_na=False)
+    names = {"majority", "rank_logistic", "rank_mlp", "expression_logistic", "expression_mlp"}
+    for task in ("cell_line", "perturbation"):
+        rows = downstream[downstream["task"] == task]
+        assert set(rows.loc[rows["kind"] == "baseline", "name"]) == names
+        models = rows[rows["kind"] == "model"]
+        assert set(zip(models["name"], models["variant"])) == {(r, v) for r in ("rank_small", "expr_small")
+                                                               for v in ("finetuned", "embedding")}
+        assert set(models["beats_best_baseline"]) <= {"yes", "no"}
+    retrieval = pd.read_csv(workflow.path / "results/downstream/retrieval.tsv", sep="\t")
+    assert set(retrieval["representation"]) == {"expression", "rank_positions", "rank_small embedding",
+                                                "expr_small embedding"} | {
+        f"{r} {t} finetuned" for r in ("rank_small", "expr_small") for t in ("cell_line", "perturbation")}
+    assert retrieval["mAP"].between(0, 1).all()
     plots = sorted((workflow.path / "results").rglob("*.png"))
-    assert len(plots) == 2 * 5 + 1
+    assert len(plots) == 2 * 5 + 1 + 4  # each run's, the comparison, and the downstream figures
     workflow.run("--report", "results/report.html")
     html = (workflow.path / "results/report.html").read_text()
     for png in plots:

@@ -1,8 +1,8 @@
 import pandas as pd
 import torch
 
-from l1kformer.embed import embedding_frame, gene_embeddings, probes, profile_embeddings
-from l1kformer.fileio import atomic_path, write_json
+from l1kformer.embed import embedding_frame, gene_embeddings, profile_embeddings
+from l1kformer.fileio import atomic_path
 from l1kformer.inference import load_model, pick_device
 from l1kformer.mask import read_mask
 from l1kformer.step import job_threads, step
@@ -13,16 +13,12 @@ with step(snakemake.log[0]) as log:
     model, _ = load_model(snakemake.input.model, device)
     meta = pd.read_parquet(snakemake.input.samples)
     mask = read_mask(snakemake.input.mask)
-    embedded = []
     for name in ("val", "test"):
         rows = mask[name][0]
         emb = profile_embeddings(model, snakemake.input.data, rows, device=device)
         with atomic_path(snakemake.output[name]) as tmp:
             embedding_frame(emb, meta["sample_id"].iloc[rows], "sample_id").to_parquet(tmp, index=False)
-        embedded.append((rows, emb))
         log(f"{name}: {len(rows)} profile embeddings of width {emb.shape[1]}")
     genes = pd.read_csv(snakemake.input.genes, sep="\t", dtype=str)
     with atomic_path(snakemake.output.genes) as tmp:
         embedding_frame(gene_embeddings(model), genes["gene_id"], "gene_id").to_parquet(tmp, index=False)
-    write_json(snakemake.output.probe, probes(embedded, snakemake.input.expression, meta, snakemake.params.fields,
-                                              snakemake.params.max_profiles, log))

@@ -227,6 +227,73 @@ class DenseNet(Trainable):
 TRUNKS = {"transformer": L1kFormer, "dense": DenseNet}
 
 
+# Downstream classifiers (finetune.py, downstream_baselines.py). Both have ``features`` (the penultimate
+# layer, which retrieval scores) and ``forward`` (logits over the task's classes).
+
+class MLP(nn.Module):
+    """The downstream baselines from scratch: ``depth`` hidden layers of ``width`` (GELU, dropout) on the
+    profile; ``depth`` 0 is multinomial logistic regression."""
+
+    def __init__(self, n_in, n_classes, width=0, depth=0, dropout=0.0):
+        super().__init__()
+        layers, d = [], n_in
+        for _ in range(depth):
+            layers += [nn.Linear(d, width), nn.GELU(), nn.Dropout(dropout)]
+            d = width
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(d, n_classes)
+
+    def features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.out(self.features(x))
+
+
+def trunk_width(trunk):
+    """The width of a trunk's profile embedding."""
+    return trunk.cfg.d_model if trunk.cfg.trunk == "transformer" else trunk.cfg.dense_width
+
+
+class FineTuned(nn.Module):
+    """A trunk's pooled output, standardised by its train mean and sd (fixed when fine-tuning a
+    pretrained trunk starts: pooled states vary little between profiles, and a head on them unscaled
+    barely moves; identity for a trunk trained from scratch), dropout, and a linear layer over the
+    classes. The trunk's own masked-model head is not used (nor trained)."""
+
+    def __init__(self, trunk, n_classes, dropout=0.0):
+        super().__init__()
+        self.trunk = trunk
+        width = trunk_width(trunk)
+        self.register_buffer("feature_mean", torch.zeros(width))
+        self.register_buffer("feature_std", torch.ones(width))
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(width, n_classes)
+
+    def pooled(self, x):
+        return self.trunk.embeddings(x, torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device))
+
+    def set_feature_stats(self, pooled):
+        """Standardise by the mean and sd of ``pooled`` (the train profiles' pooled outputs)."""
+        pooled = torch.as_tensor(pooled, dtype=torch.float64)
+        self.feature_mean.copy_(pooled.mean(0))
+        self.feature_std.copy_(pooled.std(0).clamp_min(1e-6))
+
+    def features(self, x):
+        return (self.pooled(x).float() - self.feature_mean) / self.feature_std
+
+    def classify(self, features):
+        return self.out(self.drop(features))
+
+    def forward(self, x):
+        return self.classify(self.features(x))
+
+    def trained_parameters(self):
+        """Everything but the masked-model head, which takes no part in classification."""
+        return [p for name, p in self.named_parameters() if not name.startswith("trunk.head.")]
+
+
+
 def build_model(model_config, path="model file"):
     """Build a model from its config, or rebuild one from the dict stored in a model file (``path``,
     named in errors)."""

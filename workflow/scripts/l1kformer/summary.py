@@ -8,8 +8,8 @@ from l1kformer.modes import MODES
 BASE_COLUMNS = ["name", "kind", "mode", "beats_best_baseline", "best_baseline", "ratio_to_best_baseline"]
 
 
-def summary_table(run_metrics, probes, baselines, versus):
-    """``run_metrics``: {run: metrics.json}; ``probes``: {run: probe.json}; ``baselines``:
+def summary_table(run_metrics, baselines, versus):
+    """``run_metrics``: {run: metrics.json}; ``baselines``:
     {mode: {method: metrics}}; ``versus``: :func:`versus_baselines` of them."""
     rows = []
     for run, m in sorted(run_metrics.items()):
@@ -20,9 +20,6 @@ def summary_table(run_metrics, probes, baselines, versus):
             better = ratio < 1 if MODES[m["mode"]].headline[metric] == "min" else ratio > 1
             row.update(beats_best_baseline="yes" if better else "no", best_baseline=f"{name} ({metric})",
                        ratio_to_best_baseline=ratio)
-        for field, probe in sorted(probes.get(run, {}).items()):
-            row[f"probe_{field}_embedding"] = probe["embedding"]["accuracy"]
-            row[f"probe_{field}_expression"] = probe["expression"]["accuracy"]
         rows.append(row)
     for mode, methods in sorted(baselines.items()):
         for name, m in sorted(methods.items()):

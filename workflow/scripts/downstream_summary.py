@@ -1,0 +1,47 @@
+from pathlib import Path
+
+import pandas as pd
+
+from l1kformer import downstream_plots
+from l1kformer.downstream import read_labels, summary_rows
+from l1kformer.fileio import atomic_path, read_json
+from l1kformer.step import step
+
+
+def job_of(path):
+    """(run, start, task) of runs/{run}/downstream/{start}/{task}/{file}."""
+    parts = Path(path).parts
+    return parts[-5], parts[-3], parts[-2]
+
+
+with step(snakemake.log[0]) as log:
+    tasks = snakemake.params.tasks
+    metrics = {job_of(p): read_json(p) for p in snakemake.input.metrics}
+    rows, panels, histories = [], [], []
+    confusion_task = next((t for t in sorted(tasks) if tasks[t]["field"] == "cell_id"), sorted(tasks)[0])
+    for task, labels_path, baselines_path in zip(sorted(tasks), snakemake.input.labels, snakemake.input.baselines):
+        finetuned = {(run, start): m for (run, start, t), m in metrics.items() if t == task}
+        rows += summary_rows(task, tasks[task]["field"], read_json(baselines_path)["baselines"], finetuned)
+        if task == confusion_task:
+            _, classes = read_labels(labels_path)
+    for path in snakemake.input.predictions:
+        run, start, task = job_of(path)
+        if task == confusion_task and start == "pretrained":
+            pred = pd.read_parquet(path)
+            panels.append((f"{run} fine-tuned", pred["label"].to_numpy(), pred["finetuned"].to_numpy()))
+    for path in snakemake.input.histories:
+        run, start, task = job_of(path)
+        h = pd.read_csv(path, sep="\t")
+        h["step_epoch"] = range(1, len(h) + 1)
+        if start == "scratch":
+            h["phase"] = "from scratch"
+        histories.append(h.assign(run=run, task=task))
+    table = pd.DataFrame(rows)
+    with atomic_path(snakemake.output.table) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.5g")
+    downstream_plots.accuracy(table, snakemake.output.accuracy)
+    downstream_plots.confusion(panels, classes, snakemake.output.confusion)
+    downstream_plots.curves(pd.concat(histories, ignore_index=True), snakemake.output.curves)
+    for _, r in table.iterrows():
+        log(f"{r['task']}: {r['name']} {r['variant']}".rstrip() + f": test accuracy {r['accuracy']:.4f}, "
+            f"macro-F1 {r['macro_f1']:.4f}, val accuracy {r['val_accuracy']:.4f}")
