@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from l1kformer.loader import RowBatches
+from l1kformer.model import decayed_groups
 
 
 class LabelledRows:
@@ -31,13 +32,6 @@ class LabelledRows:
             yield values, self.labels[np.searchsorted(self.rows, rows)]
 
 
-def decayed_groups(params, weight_decay):
-    """AdamW groups: weight decay on matrices only (as the masked models)."""
-    params = [p for p in params if p.requires_grad]
-    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-
-
 @torch.no_grad()
 def outputs(forward, batches, to_inputs, autocast):
     """(logits or features, labels) of every batch, in the batches' order, as float32 arrays."""
@@ -51,6 +45,18 @@ def outputs(forward, batches, to_inputs, autocast):
 
 def accuracy(logits, labels):
     return float((logits.argmax(1) == labels).mean()) if len(labels) else 0.0
+
+
+def _record(state, name, train_loss, val_acc, net):
+    """End an epoch (or L-BFGS step): its history row, and ``net``'s weights kept when val accuracy
+    improved, else one more epoch without improvement."""
+    state["epoch"] += 1
+    state["history"].append({"name": name, "epoch": state["epoch"], "train_loss": train_loss, "val_accuracy": val_acc})
+    if val_acc > state["best_val"]:
+        state.update(best_val=val_acc, best_epoch=state["epoch"], bad_epochs=0,
+                     best_state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
+    else:
+        state["bad_epochs"] += 1
 
 
 def fit(net, forward, params, train, val, to_inputs, settings, device, autocast, log, name, state=None,
@@ -87,14 +93,7 @@ def fit(net, forward, params, train, val, to_inputs, settings, device, autocast,
             seen += len(y)
         net.eval()
         val_acc = accuracy(*outputs(forward, val, to_inputs, autocast))
-        state["epoch"] = epoch + 1
-        state["history"].append({"name": name, "epoch": epoch + 1, "train_loss": float(loss_sum) / max(1, seen),
-                                 "val_accuracy": val_acc})
-        if val_acc > state["best_val"]:
-            state.update(best_val=val_acc, best_epoch=epoch + 1, bad_epochs=0,
-                         best_state={k: v.detach().cpu().clone() for k, v in net.state_dict().items()})
-        else:
-            state["bad_epochs"] += 1
+        _record(state, name, float(loss_sum) / max(1, seen), val_acc, net)
         log(f"{name}: epoch {epoch + 1}/{settings['epochs']}, train loss {float(loss_sum) / max(1, seen):.4g}, "
             f"val accuracy {val_acc:.4f}")
         if save is not None:
@@ -127,13 +126,7 @@ def fit_linear(linear, train, val, l2, steps, patience, log, name):
         loss = float(optimizer.step(closure).detach())
         with torch.no_grad():
             val_acc = float((linear(val[0]).argmax(1) == val[1]).float().mean())
-        state["epoch"] += 1
-        state["history"].append({"name": name, "epoch": state["epoch"], "train_loss": loss, "val_accuracy": val_acc})
-        if val_acc > state["best_val"]:
-            state.update(best_val=val_acc, best_epoch=state["epoch"], bad_epochs=0,
-                         best_state=copy.deepcopy(linear.state_dict()))
-        else:
-            state["bad_epochs"] += 1
+        _record(state, name, loss, val_acc, linear)
     linear.load_state_dict(state["best_state"])
     log(f"{name}: {state['epoch']} L-BFGS steps, best val accuracy {state['best_val']:.4f} (step {state['best_epoch']})")
     return state

@@ -41,6 +41,14 @@ def positions_mask(x, index):
     return torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device).scatter_(1, index, True)
 
 
+def decayed_groups(params, weight_decay):
+    """AdamW parameter groups: weight decay on matrices only (not on biases, norms, [MASK] and fill
+    vectors); parameters without gradients left out."""
+    params = [p for p in params if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention. With ``attn_bias: genes`` each head adds a learned number to the
     attention logit from a token of gene a to a token of gene b (a table over genes, with [MASK] as
@@ -90,10 +98,8 @@ class Trainable(nn.Module):
     def configure_optimizer(self, lr, weight_decay, betas=(0.9, 0.95), fused=False):
         """AdamW; weight decay on matrices only (not on biases, norms, [MASK] and fill vectors);
         ``fused`` (CUDA): one kernel for the whole update."""
-        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+        return torch.optim.AdamW(decayed_groups(self.parameters(), weight_decay), lr=lr, betas=betas,
+                                 fused=fused or None)
 
     # Expression inputs are standardised by the train split's per-gene mean and sd, which the model keeps
     # (buffers of its encoder), so that its file alone turns predictions back into original units.
