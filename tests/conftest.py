@@ -65,7 +65,7 @@ def deep_update(base, extra):
 class Workflow:
     """A copy of the workflow in a temporary folder, run with snakemake in a subprocess."""
 
-    def __init__(self, path):
+    def __init__(self, path, tiny=True):
         self.path = path
         path.mkdir(parents=True)
         for part in WORKFLOW_PARTS:
@@ -75,7 +75,8 @@ class Workflow:
             else:
                 shutil.copy2(src, path / part)
         self.config = yaml.safe_load((ROOT / "config.yaml").read_text())
-        self.set_config(TINY)
+        if tiny:  # else config.yaml as shipped
+            self.set_config(TINY)
 
     def set_config(self, extra):
         self.config = deep_update(self.config, extra)

@@ -203,13 +203,15 @@ CONFIG_CASES = [
     ("  train: 0.8\n  val: 0.1", "  train: 0.9\n  val: 0.0", "config key split.val", "must be positive"),
     ("  group_by: null", "  group_by: cell_id", "config key downstream.tasks.cell_line.field",
      "cell_id is the split's group_by"),
+    ("    max_profiles: 10000   # a seeded pick of whole groups above this\n", "",
+     "config key downstream.retrieval", "'max_profiles' is a required property"),
 ]
 
 
 @pytest.mark.workflow
 @pytest.mark.parametrize("old,new,where,problem", CONFIG_CASES,
                          ids=["misspelled_key", "string_number", "heads", "bert_split", "fractions", "no_val",
-                              "task_on_group_by"])
+                              "task_on_group_by", "partial_retrieval"])
 def test_bad_config_fails_before_any_job(workflow, old, new, where, problem):
     text = (ROOT / "config.yaml").read_text()
     assert old in text

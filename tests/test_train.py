@@ -41,7 +41,7 @@ def make_tiny_data(d):
 
 def settings(mode, **extra):
     # position_prior 1: the default's smoothing (8 positions of 978) would flatten 16 genes' table
-    return defaults("train", **{"mode": mode, "n_genes": N_GENES, "position_prior": 1.0, "d_model": 32, "n_layers": 2, "n_heads": 2,
+    return defaults("train", **{"mode": mode, "n_genes": N_GENES, "position_prior": 1.0, "position_prior_below": None, "d_model": 32, "n_layers": 2, "n_heads": 2,
                                 "d_ff": 64, "epochs": 4, "batch_size": 32, "lr": 3e-3, "warmup_steps": 5,
                                 "mask_start": 0.25, "mask_end": 0.25, "patience": 10, "window_rows": 128, **extra})
 
@@ -375,3 +375,15 @@ def test_training_stores_the_train_splits_smoothed_position_frequencies(tiny_dat
     np.testing.assert_allclose(model.head.log_prior.numpy(), expected, rtol=1e-6)
     assert model.head.log_prior.shape == (N_GENES, N_GENES)  # positions x genes, kept in the model file
     assert "head.log_prior" in model.state_dict()
+
+
+@pytest.mark.parametrize("below, has_prior", [(10, False), (100, True), (None, True)])
+def test_the_prior_is_used_only_while_profiles_per_gene_are_few(tiny_data, tmp_path, below, has_prior):
+    """384 train profiles of 16 genes: 24 per gene. position_prior_below 10 drops the prior, and the model
+    (and so its file, built from model.cfg) says so; 100 or null keep it."""
+    lines = []
+    model, _ = train(settings("rank", epochs=1, position_prior_below=below), tiny_data[0] / "ranks.h5",
+                     tiny_data[1], tiny_data[2]["val"], tmp_path / "ckpt.pt", log=lines.append, progress=False)
+    assert (model.cfg.position_prior is not None) == has_prior
+    assert ("head.log_prior" in model.state_dict()) == has_prior
+    assert any(line.startswith("position prior off: 24.0 training profiles per gene") for line in lines) != has_prior

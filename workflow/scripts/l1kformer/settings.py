@@ -89,6 +89,7 @@ class TrainConfig:
     gpus: int
     max_steps_per_epoch: int  # 0: the whole training set each epoch
     compile: object  # "auto" (CUDA only), True or False: torch.compile the training step's model
+    position_prior_below: object  # float > 0 or None: a rank head's prior only below this many train profiles per gene
 
     def __post_init__(self):
         if self.mask_replace + self.mask_random > 1:

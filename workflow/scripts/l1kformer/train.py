@@ -14,7 +14,7 @@ import math
 import os
 import resource
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import h5py
 import pandas as pd
@@ -89,6 +89,7 @@ class Job:
     def __init__(self, settings, data_path, split, val_mask, log, name="train"):
         self.name = name
         self.model_cfg, self.cfg = split_settings(settings)
+        self.model_cfg = prior_for_data(self.model_cfg, self.cfg, len(split["train"]), log)
         dist = torch.distributed.is_available() and torch.distributed.is_initialized()
         self.rank, self.world = (torch.distributed.get_rank(), torch.distributed.get_world_size()) if dist else (0, 1)
         self.device = pick_device(self.cfg.device, log, int(os.environ.get("LOCAL_RANK", 0)))
@@ -112,6 +113,19 @@ class Job:
         self.val_loader = RowBatches(data_path, dataset, self.val_rows, max(cfg.batch_size, 64), cfg.window_rows)
         self.steps_per_epoch = min(len(self.train_loader), cfg.max_steps_per_epoch or len(self.train_loader))
         self.total_steps = cfg.epochs * self.steps_per_epoch
+
+
+def prior_for_data(model_cfg, cfg, n_train, log=print):
+    """The model config to build: a rank head's position prior is dropped when the train split has
+    ``position_prior_below`` or more profiles per gene (None: always kept). With few profiles per gene
+    (0.5 on the real plates) the prior is what the model could not learn; with many (57 on the default
+    and the proxy) the heads learn the frequencies themselves and the prior cost 2-3% of mean rank
+    error (docs/model-study.md, Appendix G). The model file stores the result."""
+    below, per_gene = cfg.position_prior_below, n_train / model_cfg.n_genes
+    if model_cfg.mode != "rank" or model_cfg.position_prior is None or below is None or per_gene < below:
+        return model_cfg
+    log(f"position prior off: {per_gene:.1f} training profiles per gene (position_prior_below {below:g})")
+    return replace(model_cfg, position_prior=None)
 
 
 def train(settings, data_path, split, val_mask, checkpoint_path, job_id="", log=print,
@@ -288,7 +302,7 @@ def run_training(settings, data_path, split_path, mask_path, model_path, history
                          checkpoint_path, job_id, log=log, progress=rank == 0, name=name)
     if rank == 0:
         with atomic_path(model_path) as tmp:
-            torch.save(final_model(model, state, settings), tmp)
+            torch.save(final_model(model, state, {**settings, "position_prior": model.cfg.position_prior}), tmp)
         with atomic_path(history_path) as tmp:
             write_history(state["history"], tmp)
         os.remove(checkpoint_path)
