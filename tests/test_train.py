@@ -97,8 +97,9 @@ def assert_beats_baseline(h, tiny_data, mode):
 def run(tiny_data, mode, tmp_path, name="ckpt.pt", **kw):
     d, split, mask = tiny_data
     data = d / ("ranks.h5" if mode == "rank" else "expression.h5")
+    kw.setdefault("log", lambda m: None)
     return train(settings(mode, **kw.pop("extra", {})), data, split, mask["val"], tmp_path / name,
-                 log=lambda m: None, progress=False, **kw)
+                 progress=False, **kw)
 
 
 @pytest.mark.parametrize("mode", ["rank", "expression"])
@@ -380,10 +381,11 @@ def test_training_stores_the_train_splits_smoothed_position_frequencies(tiny_dat
 @pytest.mark.parametrize("below, has_prior", [(10, False), (100, True), (None, True)])
 def test_the_prior_is_used_only_while_profiles_per_gene_are_few(tiny_data, tmp_path, below, has_prior):
     """384 train profiles of 16 genes: 24 per gene. position_prior_below 10 drops the prior, and the model
-    (and so its file, built from model.cfg) says so; 100 or null keep it."""
+    and its file say so; 100 or null keep it."""
     lines = []
-    model, _ = train(settings("rank", epochs=1, position_prior_below=below), tiny_data[0] / "ranks.h5",
-                     tiny_data[1], tiny_data[2]["val"], tmp_path / "ckpt.pt", log=lines.append, progress=False)
+    model, state = run(tiny_data, "rank", tmp_path, extra={"epochs": 1, "position_prior_below": below},
+                       log=lines.append)
     assert (model.cfg.position_prior is not None) == has_prior
+    assert (final_model(model, state, settings("rank"))["model_config"]["position_prior"] is not None) == has_prior
     assert ("head.log_prior" in model.state_dict()) == has_prior
     assert any(line.startswith("position prior off: 24.0 training profiles per gene") for line in lines) != has_prior

@@ -334,13 +334,10 @@ def test_real_plates_end_to_end_at_the_tests_model_size(workflow):
     trivial baselines even so; the shipped sizes are checked by the ``study`` test below."""
     import pandas as pd
 
-    from conftest import DEFAULTS, deep_update
-
     example = real_example()
-    example["downstream"] = deep_update(example["downstream"], {"finetune": {"epochs": 1, "from_scratch": False}})
-    example["downstream"]["retrieval"] = {**DEFAULTS["downstream"]["retrieval"],
-                                          **example["downstream"]["retrieval"], "null_size": 200}
+    workflow.set_config(DOWNSTREAM)  # the default's tasks and retrieval, which the example's sections update
     workflow.set_config(example)
+    workflow.set_config({"downstream": {"finetune": {"epochs": 1, "from_scratch": False}}})
     workflow.run()
     out = workflow.path / example["results_dir"]
     assert_beats_the_trivial_baselines(pd.read_csv(out / "summary.tsv", sep="\t").set_index("name"))

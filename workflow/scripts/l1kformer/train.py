@@ -272,9 +272,10 @@ def _fmt(value):
 
 
 def final_model(model, state, settings):
-    """The self-describing model file: weights of the best val epoch and the config to rebuild it."""
-    model_cfg, cfg = split_settings(settings)
-    return {"model_config": asdict(model_cfg), "train_config": asdict(cfg), "state_dict": state["best_state"],
+    """The self-describing model file: weights of the best val epoch and the config to rebuild it (the
+    model's own, as built: :func:`prior_for_data` may have dropped the prior that ``settings`` name)."""
+    _, cfg = split_settings(settings)
+    return {"model_config": asdict(model.cfg), "train_config": asdict(cfg), "state_dict": state["best_state"],
             "best_epoch": state["best_epoch"], "best_val_loss": state["best_val"],
             "history": state["history"]}
 
@@ -302,7 +303,7 @@ def run_training(settings, data_path, split_path, mask_path, model_path, history
                          checkpoint_path, job_id, log=log, progress=rank == 0, name=name)
     if rank == 0:
         with atomic_path(model_path) as tmp:
-            torch.save(final_model(model, state, {**settings, "position_prior": model.cfg.position_prior}), tmp)
+            torch.save(final_model(model, state, settings), tmp)
         with atomic_path(history_path) as tmp:
             write_history(state["history"], tmp)
         os.remove(checkpoint_path)
