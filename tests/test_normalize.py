@@ -99,6 +99,27 @@ def test_one_profile_plates_pass_through_log2_and_say_so(tmp_path):
     assert any("WARNING: plate 'P2' has one profile" in line for line in said)
 
 
+@pytest.mark.parametrize("block_rows", [1, 10, 4096])
+def test_plates_in_blocks_and_scattered_plates_are_each_normalised_alone(tmp_path, block_rows):
+    # P1 and P2 lie in runs of rows (joined into blocks up to block_rows), P3's rows are scattered among
+    # P4's: each plate must come out as if normalised by itself
+    plate = ["P1"] * 5 + ["P2"] * 4 + ["P3", "P4"] * 3 + ["P4"]
+    samples = pd.DataFrame({"sample_id": [f"{p}:{i}" for i, p in enumerate(plate)], "det_plate": plate})
+    samples.to_parquet(tmp_path / "s.parquet")
+    x = np.exp2(np.random.default_rng(0).normal(8, 2, (len(plate), 6))).round().astype(np.float32)
+    with h5py.File(tmp_path / "x.h5", "w") as h5:
+        h5.create_dataset("expression", data=x, chunks=(4, 6))
+        h5["sample_id"] = samples["sample_id"].to_numpy(dtype="S")
+        h5["gene_id"] = np.array([b"a", b"b", b"c", b"d", b"e", b"f"])
+    normalize_file(tmp_path / "x.h5", tmp_path / "s.parquet", tmp_path / "n.h5", threads=2,
+                   block_rows=block_rows, log=lambda m: None)
+    with h5py.File(tmp_path / "n.h5") as h5:
+        out = h5["expression"][()]
+    for p in ("P1", "P2", "P3", "P4"):
+        rows = np.flatnonzero(samples["det_plate"] == p)
+        np.testing.assert_array_equal(out[rows], quantile_normalize(x[rows], np.log2), err_msg=p)
+
+
 def test_the_plate_comes_from_a_field_or_the_id():
     with_field = pd.DataFrame({"sample_id": ["a:1", "b:1"], "rna_plate": ["R1", "R2"], "det_plate": ["D1", "D1"]})
     assert list(plates_of(with_field, None)[0]) == ["D1", "D1"]
@@ -161,5 +182,5 @@ def test_level2_values_must_be_positive(workflow, tmp_path):
     proc = workflow.run("results/data/expression.h5", check=False)
     lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("l1kformer error:")]
     assert proc.returncode != 0 and lines
-    assert "level2.h5: plate 'LJP009_A375_24H_X1_B20': 1 values are not positive (first -3" in lines[0], lines[0]
+    assert "level2.h5: plate 'LJP009_A375_24H_X1_B20': 1 values are not positive and finite (first -3" in lines[0], lines[0]
     assert not (workflow.path / "results" / "data" / "expression.h5").exists()

@@ -4,7 +4,7 @@ Ties are broken by gene index (lower first), so the ranking is deterministic eve
 values are stored with few decimals and capped at 15. The sort is vectorised: each value becomes a
 64-bit key (order-preserving float bits, inverted for descending order, then the gene index in the
 low bits) and ``np.sort`` on those keys is several times faster than a stable ``argsort``.
-Numpy only: the rank step (rank.py) and the normalize step's tie check (normalize.py) share it.
+Numpy only; the rank step (rank.py) uses it.
 """
 
 import sys
