@@ -6,7 +6,8 @@ the 978 rows of the published Level 2 matrices, so it cannot be done here); then
 normalisation: the k-th smallest value of every profile becomes the median over the plate's profiles
 of their k-th smallest values, and values tied within a profile all get the median of those
 reference values over the ranks they share (the rule that reproduces the Broad's QNORM of LJP009;
-tests/test_normalize.py). Plates are read and written one at a time, so memory is one plate.
+tests/test_normalize.py). Whole plates are read and written in blocks of a few thousand profiles
+(``normalize_file``), so memory is bounded by the block, not the file.
 """
 
 from collections import deque
