@@ -64,6 +64,9 @@ def _config_problems(config):
         if group_by and settings["field"] == group_by:
             yield (f"downstream.tasks.{task}.field", f"{group_by} is the split's group_by: no {group_by} is in both "
                    f"train and test, so the task cannot be learned; use another field or split.group_by")
+    retrieval = (config.get("downstream") or {}).get("retrieval")
+    if retrieval and retrieval["by"] and retrieval["by"] not in [*retrieval["fields"], retrieval["within"]]:
+        yield "downstream.retrieval.by", f"{retrieval['by']!r} must be one of fields or within"
     for run, settings in sorted(config["runs"].items()):
         try:
             split_settings({**config["train"], **settings, "n_genes": config["data"]["n_genes"] or 2})
@@ -245,22 +248,42 @@ def default_gpus():
     return 1
 
 
+def readouts():
+    """The readouts fine-tuning reads the trunk with (``downstream.finetune.readout``: one or a list)."""
+    names = config["downstream"]["finetune"]["readout"]
+    return [names] if isinstance(names, str) else list(names)
+
+
+def run_readouts(run):
+    """A run's readouts: the dense trunk has one state per profile, read as ``mean``."""
+    return readouts() if run_settings(run)["trunk"] == "transformer" else ["mean"]
+
+
 def finetune_files(name, starts=None, tasks=None):
-    return expand(R("runs/{run}/downstream/{start}/{task}/{name}"), run=sorted(config["runs"]),
-                  start=starts or finetune_starts(), task=tasks or downstream_tasks(), name=name)
+    return [R(f"runs/{run}/downstream/{start}/{readout}/{task}/{name}") for run in sorted(config["runs"])
+            for start in starts or finetune_starts() for readout in run_readouts(run)
+            for task in tasks or downstream_tasks()]
+
+
+def retrieval_embeddings():
+    """{run: its embedding files} of the profiles retrieval scores (``rows``: all of them, or test)."""
+    sets = ["train", "val", "test"] if config["downstream"]["retrieval"]["rows"] == "all" else ["test"]
+    return {run: expand(R("runs/{run}/embeddings_{set}.parquet"), run=run, set=sets) for run in sorted(config["runs"])}
 
 
 def retrieval_inputs(wildcards):
-    runs = sorted(config["runs"])
+    """Fine-tuned models' features are scored only on test profiles (``rows: test``): they saw train's labels."""
+    test_only = config["downstream"]["retrieval"]["rows"] == "test"
     return {"samples": R("data/samples.parquet"), "split": R("data/split.h5"),
             "expression": R("data/expression.h5"), "ranks": R("data/ranks.h5"),
-            "embeddings": expand(R("runs/{run}/embeddings_test.parquet"), run=runs),
-            "finetuned": finetune_files("features_test.parquet", starts=["pretrained"])}
+            "embeddings": [p for paths in retrieval_embeddings().values() for p in paths],
+            "finetuned": finetune_files("features_test.parquet", starts=["pretrained"]) if test_only else []}
 
 
 def downstream_summary_inputs(wildcards):
     tasks = downstream_tasks()
-    return {"labels": expand(R("downstream/{task}/labels.parquet"), task=tasks),
+    oracle = expand(R("downstream/{task}/oracle.json"), task=tasks) if is_simulated() else []
+    return {"labels": expand(R("downstream/{task}/labels.parquet"), task=tasks), "oracle": oracle,
             "baselines": expand(R("downstream/{task}/baselines.json"), task=tasks),
             "metrics": finetune_files("metrics.json"), "histories": finetune_files("history.tsv"),
             "predictions": finetune_files("predictions.parquet")}

@@ -46,6 +46,27 @@ rule downstream_baselines:
         "../workflow/scripts/downstream_baselines.py"
 
 
+rule downstream_oracle:
+    input:
+        labels=R("downstream/{task}/labels.parquet"),
+        expression=R("data/expression.h5"),
+        samples=R("data/samples.parquet"),
+        truth=SIMULATED_TRUTH,
+        package=package_files("downstream_oracle"),
+    output:
+        metrics=R("downstream/{task}/oracle.json"),
+    wildcard_constraints:
+        task=one_of(downstream_tasks()),
+    log:
+        R("logs/downstream_oracle_{task}.log"),
+    benchmark:
+        R("benchmarks/downstream_oracle_{task}.tsv")
+    conda:
+        "../envs/l1kformer.yaml"
+    script:
+        "../workflow/scripts/downstream_oracle.py"
+
+
 rule finetune:
     input:
         model=R("runs/{run}/model.pt"),
@@ -53,23 +74,24 @@ rule finetune:
         labels=R("downstream/{task}/labels.parquet"),
         package=package_files("finetune"),
     output:
-        metrics=R("runs/{run}/downstream/{start}/{task}/metrics.json"),
-        history=R("runs/{run}/downstream/{start}/{task}/history.tsv"),
-        predictions=R("runs/{run}/downstream/{start}/{task}/predictions.parquet"),
-        features=R("runs/{run}/downstream/{start}/{task}/features_test.parquet"),
+        metrics=R("runs/{run}/downstream/{start}/{readout}/{task}/metrics.json"),
+        history=R("runs/{run}/downstream/{start}/{readout}/{task}/history.tsv"),
+        predictions=R("runs/{run}/downstream/{start}/{readout}/{task}/predictions.parquet"),
+        features=R("runs/{run}/downstream/{start}/{readout}/{task}/features_test.parquet"),
     params:
-        settings=section_of("downstream", "finetune", drop=["from_scratch"]),
+        settings=section_of("downstream", "finetune", drop=["from_scratch", "readout"]),
         device=lambda wildcards: run_settings(wildcards.run)["device"],
     wildcard_constraints:
         task=one_of(downstream_tasks()),
         start="pretrained|scratch",
+        readout="mean|cls|attention|genes",
     threads: 8
     resources:
         gpu=lambda wildcards: min(1, run_gpus(wildcards.run)),
     log:
-        R("logs/finetune_{run}_{start}_{task}.log"),
+        R("logs/finetune_{run}_{start}_{readout}_{task}.log"),
     benchmark:
-        R("benchmarks/finetune_{run}_{start}_{task}.tsv")
+        R("benchmarks/finetune_{run}_{start}_{readout}_{task}.tsv")
     conda:
         "../envs/l1kformer-gpu.yaml"
     script:
@@ -84,10 +106,12 @@ rule retrieval:
         table=report(R("downstream/retrieval.tsv"), caption="../workflow/report/retrieval_table.rst",
                      category="Downstream", labels={"figure": "retrieval table"}),
         groups=R("downstream/retrieval_groups.tsv"),
+        by=R("downstream/retrieval_by.tsv"),
         figure=report(R("plots/retrieval_map.png"), caption="../workflow/report/retrieval_map.rst",
                       category="Downstream", labels={"figure": "retrieval mAP"}),
     params:
         settings=section_of("downstream", "retrieval"),
+        embeddings=lambda wildcards: retrieval_embeddings(),
     threads: 2
     log:
         R("logs/retrieval.log"),

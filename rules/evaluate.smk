@@ -66,14 +66,17 @@ rule embed:
         data=run_data,
         samples=R("data/samples.parquet"),
         genes=R("data/genes.tsv"),
-        mask=R("data/mask.h5"),
+        split=R("data/split.h5"),
         package=package_files("embed"),
     output:
+        train=R("runs/{run}/embeddings_train.parquet"),
         val=R("runs/{run}/embeddings_val.parquet"),
         test=R("runs/{run}/embeddings_test.parquet"),
         genes=R("runs/{run}/gene_embeddings.parquet"),
     params:
         device=lambda wildcards: run_settings(wildcards.run)["device"],
+        readout=lambda wildcards: run_readouts(wildcards.run)[0],
+        readout_width=config["downstream"]["finetune"]["readout_width"],
     threads: 8
     resources:
         gpu=lambda wildcards: min(1, run_gpus(wildcards.run)),

@@ -205,13 +205,15 @@ CONFIG_CASES = [
      "cell_id is the split's group_by"),
     ("    max_profiles: 10000   # a seeded pick of whole groups above this\n", "",
      "config key downstream.retrieval", "'max_profiles' is a required property"),
+    ("    by: pert_dose", "    by: det_plate", "config key downstream.retrieval.by",
+     "'det_plate' must be one of fields or within"),
 ]
 
 
 @pytest.mark.workflow
 @pytest.mark.parametrize("old,new,where,problem", CONFIG_CASES,
                          ids=["misspelled_key", "string_number", "heads", "bert_split", "fractions", "no_val",
-                              "task_on_group_by", "partial_retrieval"])
+                              "task_on_group_by", "partial_retrieval", "retrieval_by"])
 def test_bad_config_fails_before_any_job(workflow, old, new, where, problem):
     text = (ROOT / "config.yaml").read_text()
     assert old in text

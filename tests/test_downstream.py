@@ -72,12 +72,13 @@ def model_file(d, mode, trunk="transformer", name=None, epochs=3):
     return path
 
 
-def finetune(d, tmp_path, mode, trunk="transformer", start="pretrained", settings=None):
+def finetune(d, tmp_path, mode, trunk="transformer", start="pretrained", settings=None, readout="mean",
+             labels="labels.parquet"):
     from l1kformer.finetune import run_finetune
 
     outs = tuple(tmp_path / f for f in ("metrics.json", "history.tsv", "predictions.parquet", "features.parquet"))
     data_path = d / ("expression.h5" if mode == "expression" else "ranks.h5")
-    return run_finetune(model_file(d, mode, trunk), data_path, d / "labels.parquet", settings or FINETUNE, start,
+    return run_finetune(model_file(d, mode, trunk), data_path, d / labels, settings or FINETUNE, start, readout,
                         outs, tmp_path / "checkpoint.pt", torch.device("cpu"), log=lambda m: None), outs
 
 
@@ -100,6 +101,49 @@ def test_a_fine_tuned_head_on_a_tiny_model_learns(data, tmp_path, mode, trunk):
     features = pd.read_parquet(outs[3])
     assert features.shape == (metrics["finetuned"]["test"]["n_test"], 1 + 16 if trunk == "transformer" else 1 + 32)
     assert not (tmp_path / "checkpoint.pt").exists()
+    assert sorted(metrics["probes"]) == ["0", "1"] if trunk == "transformer" else ["0", "1", "2"]
+    assert metrics["probes"][max(metrics["probes"])]["test"] == metrics["embedding"]["test"]  # the last layer's
+
+
+@pytest.mark.parametrize("readout", ["cls", "attention", "genes"])
+def test_each_readout_trains_a_tiny_model_above_majority(data, tmp_path, readout):
+    d, _, _ = data
+    metrics, outs = finetune(d, tmp_path, "rank", readout=readout)
+    floor = majority_share(d)
+    assert metrics["readout"] == readout
+    assert metrics["finetuned"]["test"]["accuracy"] > floor + 0.2, (metrics["finetuned"], floor)
+    width = GENES * FINETUNE["readout_width"] if readout == "genes" else 16
+    assert pd.read_parquet(outs[3]).shape[1] == 1 + width
+
+
+def test_only_a_readout_that_sees_the_genes_separates_classes_that_differ_in_which_gene_is_where(data, tmp_path):
+    """Two classes whose rank positions differ only in which genes sit high (class 0: gene 0 high, gene 1
+    low; class 1 the reverse): the rank genes view's mean over gene tokens is the same vector for every
+    profile at the input (a permutation of the same positions), so ``mean`` on a frozen fresh trunk
+    cannot tell them apart, while ``genes`` reads each gene's position."""
+    d, meta, split = data
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (N, GENES)).astype(np.float32)
+    y = rng.integers(0, 2, N)
+    x[:, 0] = np.where(y == 0, 5.0, -5.0)
+    x[:, 1] = -x[:, 0]
+    toy = d / "toy"
+    toy.mkdir(exist_ok=True)
+    with h5py.File(toy / "ranks.h5", "w") as h5:
+        h5.create_dataset("ranks", data=rank_genes(x), chunks=(64, GENES))
+    meta = meta.assign(klass=[f"k{v}" for v in y])
+    frame, classes = task_labels(meta, split, "toy", {"field": "klass"})
+    write_labels(frame, classes, "klass", toy / "labels.parquet")
+    (toy / "rank_transformer_3.pt").write_bytes(model_file(d, "rank", epochs=0).read_bytes())  # a fresh trunk
+    settings = {**FINETUNE, "epochs": 1}
+    probes = {}
+    for readout in ("mean", "genes"):
+        (tmp_path / readout).mkdir()
+        metrics, _ = finetune(toy, tmp_path / readout, "rank", settings=settings, readout=readout)
+        probes[readout] = {k: p["test"]["accuracy"] for k, p in metrics["probes"].items()}
+    floor = (frame.loc[frame["set"] == "test", "label"].value_counts().max() / (frame["set"] == "test").sum())
+    assert min(probes["genes"].values()) > 0.95, probes
+    assert probes["mean"]["0"] < floor + 0.1, (probes, floor)  # the input's mean: the same for every profile
 
 
 def test_phase_one_leaves_the_trunk_unchanged_and_phase_two_moves_it(data):
@@ -112,7 +156,7 @@ def test_phase_one_leaves_the_trunk_unchanged_and_phase_two_moves_it(data):
 
     d, _, _ = data
     model, _ = load_model(model_file(d, "expression", name="frozen.pt"))
-    net = FineTuned(model, CLASSES, 0.1)
+    net = FineTuned(model, CLASSES, 0.1, "genes")
     frame, _ = read_labels(d / "labels.parquet")
     sets = {s: LabelledRows(d / "expression.h5", "expression", *set_labels(frame, s), 32) for s in ("train", "val", "test")}
     to_inputs = lambda v: get_task("expression").to_inputs(model, v, "cpu")  # noqa: E731
@@ -122,7 +166,7 @@ def test_phase_one_leaves_the_trunk_unchanged_and_phase_two_moves_it(data):
     frozen_phase(net, sets, to_inputs, {**FINETUNE, "head_epochs": 3}, "cpu", nullcontext, log=lambda m: None)
     assert all(torch.equal(trunk0[k], v) for k, v in model.state_dict().items())
     assert not torch.equal(head0, net.out.weight)
-    fit(net, net, net.trained_parameters(), sets["train"], sets["val"], to_inputs, {**FINETUNE, "epochs": 1}, "cpu",
+    fit(net, net, list(zip(net.parameter_groups(), (1e-3, 1e-2))), sets["train"], sets["val"], to_inputs, {**FINETUNE, "epochs": 1}, "cpu",
         nullcontext, lambda m: None, "all")
     moved = [k for k, v in model.state_dict().items() if not torch.equal(trunk0[k], v)]
     assert any(k.startswith("blocks.") for k in moved) and not any(k.startswith("head.") for k in moved), moved
@@ -140,6 +184,7 @@ def test_from_scratch_starts_from_fresh_weights_and_keeps_the_buffers(data, tmp_
     assert not torch.equal(model.blocks[0].attn.qkv.weight, fresh.blocks[0].attn.qkv.weight)
     metrics, _ = finetune(d, tmp_path, "expression", start="scratch")
     assert "embedding" not in metrics and metrics["finetuned"]["test"]["accuracy"] > majority_share(d)
+    assert metrics["finetuned"]["best_epoch"] >= 1  # no phase 1 to keep
 
 
 def test_a_killed_fine_tuning_job_resumes_to_the_same_result(data, tmp_path, monkeypatch):
@@ -235,14 +280,110 @@ def test_retrieval_finds_what_separates_the_groups_and_not_noise():
     rng = np.random.default_rng(0)
     n = 240
     meta = pd.DataFrame({"pert_id": [f"p{i % 12}" for i in range(n)], "cell_id": [f"c{i // 12 % 2}" for i in range(n)],
-                         "pert_type": "trt_cp"})
-    signal = rng.normal(size=(12, 2, 20))[np.arange(n) % 12, np.arange(n) // 12 % 2]
-    settings = {**defaults("downstream")["retrieval"], "null_size": 500}
+                         "pert_dose": [f"{(i // 24) % 2}" for i in range(n)], "pert_time": "24", "pert_type": "trt_cp"})
+    signal = rng.normal(size=(12, 2, 2, 20))[np.arange(n) % 12, np.arange(n) // 12 % 2, np.arange(n) // 24 % 2]
+    settings = {**defaults("downstream")["retrieval"], "null_size": 500, "negatives": "compounds"}
     rows = profiles(meta, np.arange(n), settings)
     assert len(rows) == n
-    groups, summary = retrieval(meta.iloc[rows], {"signal": signal + rng.normal(0, 0.5, (n, 20)),
-                                                  "noise": rng.normal(size=(n, 20))}, settings)
+    groups, summary, by = retrieval(meta.iloc[rows], {"signal": signal + rng.normal(0, 0.5, (n, 20)),
+                                                      "noise": rng.normal(size=(n, 20))}, settings)
     s = summary.set_index("representation")
     assert s.loc["signal", "mAP"] > 0.8 and s.loc["signal", "fraction_retrieved"] == 1.0
     assert s.loc["noise", "mAP"] < 0.3 and s.loc["noise", "fraction_retrieved"] < 0.2
-    assert s.loc["signal", "n_groups"] == 24 and set(groups["representation"]) == {"signal", "noise"}
+    assert s.loc["signal", "n_groups"] == 48 and set(groups["representation"]) == {"signal", "noise"}
+    assert set(by["pert_dose"]) == {"0", "1"} and (by.groupby("representation")["n_groups"].sum() == 48).all()
+
+
+def test_replicates_stand_out_from_the_controls_as_their_dose_rises():
+    """``negatives: controls`` (phenotypic activity): replicate groups are scored against the vehicle
+    wells of their cell line, controls are no group of their own, and the share retrieved rises with
+    the effect's size (the dose)."""
+    from l1kformer.retrieval import profiles, retrieval
+
+    rng = np.random.default_rng(1)
+    n_groups, reps, n_ctl = 30, 4, 40
+    dose = np.repeat(np.arange(n_groups) % 3, reps)
+    treated = pd.DataFrame({"pert_id": np.repeat([f"p{g // 3}" for g in range(n_groups)], reps),
+                            "pert_dose": dose.astype(str), "pert_time": "24", "cell_id": "c0", "pert_type": "trt_cp"})
+    controls = pd.DataFrame({"pert_id": "DMSO", "pert_dose": "0", "pert_time": "24", "cell_id": "c0",
+                             "pert_type": "ctl_vehicle"}, index=range(n_ctl))
+    meta = pd.concat([treated, controls], ignore_index=True)
+    direction = rng.normal(size=(n_groups, 30))[np.repeat(np.arange(n_groups), reps)]
+    x = np.concatenate([direction * np.array([0.0, 0.3, 3.0])[dose][:, None], np.zeros((n_ctl, 30))])
+    x = x + rng.normal(size=x.shape)
+    settings = {**defaults("downstream")["retrieval"], "null_size": 500, "by": "pert_dose"}
+    rows = profiles(meta, np.arange(len(meta)), settings)
+    assert len(rows) == len(meta)  # every group, and the controls as negatives
+    groups, summary, by = retrieval(meta.iloc[rows], {"x": x}, settings)
+    assert summary.loc[0, "n_groups"] == n_groups and summary.loc[0, "n_controls"] == n_ctl
+    assert "DMSO" not in set(groups["pert_id"])
+    share = by.set_index("pert_dose")["fraction_retrieved"]
+    assert share["0"] < 0.3 and share["2"] == 1.0 and share["0"] <= share["1"] <= share["2"], share
+
+
+@pytest.mark.parametrize("centre", ["plate", "vehicle"])
+def test_centring_by_plate_removes_a_plate_offset_exactly(centre):
+    from l1kformer.retrieval import centred
+
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(40, 6))
+    meta = pd.DataFrame({"det_plate": [f"P{i % 4}" for i in range(40)],
+                         "pert_type": np.where(np.arange(40) < 8, "ctl_vehicle", "trt_cp")})
+    offset = rng.normal(0, 5, (4, 6))[np.arange(40) % 4]
+    settings = {"centre": centre, "plate_field": "det_plate"}
+    np.testing.assert_allclose(centred(base + offset, meta, settings), centred(base, meta, settings), atol=1e-12)
+    assert np.allclose(centred(base, meta, {**settings, "centre": "none"}), base)
+    with pytest.raises(ValueError, match="no ctl_vehicle well"):
+        centred(base, meta.assign(pert_type="trt_cp"), {**settings, "centre": "vehicle"})
+
+
+def test_whitening_spherizes_and_keeps_the_profiles_apart():
+    from l1kformer.retrieval import whitened
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(500, 5)) @ np.diag([3.0, 2.0, 1.5, 1.0, 0.8]) @ np.linalg.qr(rng.normal(size=(5, 5)))[0]
+    w = whitened(x - x.mean(0), {"whiten": True})
+    assert np.allclose(np.cov(w, rowvar=False), np.eye(5), atol=0.1)  # shrunk by 1% of the mean variance
+    assert whitened(x, {"whiten": False}) is x
+
+
+def simulated(scale, n_compounds=8, seed=0):
+    """A small simulated data set with the compound signatures scaled by ``scale`` (above 1: dense
+    signatures at full response from the lowest dose): (truth, meta, values)."""
+    from l1kformer.simulate import SimulationConfig, make_layout, make_truth, simulate_block, with_names
+
+    cfg = SimulationConfig(n_genes=32, n_cell_lines=2, n_compounds=n_compounds, n_plates=6, wells_per_plate=96,
+                           n_factors=4, n_states=2, seed=seed, n_replicates=3)
+    meta, codes = make_layout(cfg)
+    truth = make_truth(cfg)
+    if scale > 1:
+        truth["signature"] = np.random.default_rng(1).normal(0, 1, truth["signature"].shape)
+        truth["ec50"] = np.full(n_compounds, 1e-4)
+    truth["signature"] = truth["signature"] * scale
+    return with_names(cfg, truth, meta), meta, simulate_block(truth, codes, 0, len(meta), seed)
+
+
+@pytest.mark.parametrize("scale,low,high", [(5.0, 0.98, 1.0), (0.0, 0.0, 0.2)], ids=["huge_effects", "no_effect"])
+def test_the_oracle_classifies_compounds_perfectly_with_huge_effects_and_at_chance_without(scale, low, high):
+    from l1kformer.oracle import plate_prior, task_oracle
+
+    truth, meta, x = simulated(scale)
+    treated = np.flatnonzero(meta["pert_type"].to_numpy() == "trt_cp")
+    classes = sorted(set(meta["pert_id"]))
+    predicted = np.array(classes)[task_oracle(truth, plate_prior(truth, meta), x[treated], "pert_id", classes)]
+    accuracy = (predicted == meta["pert_id"].to_numpy()[treated]).mean()
+    assert low <= accuracy <= high, accuracy
+    cells = sorted(set(meta["cell_id"]))
+    cell = np.array(cells)[task_oracle(truth, plate_prior(truth, meta), x, "cell_id", cells)]
+    assert (cell == meta["cell_id"].to_numpy()).mean() > 0.95
+    assert task_oracle(truth, plate_prior(truth, meta), x, "pert_iname", classes) is None
+
+
+def test_replicate_plates_share_their_plate_map_and_cell_line():
+    _, meta, _ = simulated(1.0)
+    plate = meta["det_plate"].str.rsplit("_", n=1)
+    assert sorted(plate.str[1].unique()) == ["X1", "X2", "X3"]
+    for _, part in meta.groupby(plate.str[0]):
+        layout = part.groupby("det_plate")[["pert_id", "pert_dose", "cell_id"]].apply(
+            lambda p: tuple(map(tuple, p.to_numpy())))
+        assert layout.nunique() == 1 and len(layout) == 3

@@ -15,7 +15,8 @@ ALL_RUNS = run_jobs("rank_small", "expr_small")
 DOWNSTREAM_SUMMARY = {("downstream_summary", None), ("retrieval", None)}
 SUMMARY = {("summary", None)} | DOWNSTREAM_SUMMARY
 BASELINES = {("baselines_rank", None), ("baselines_expression", None), ("oracle", None)}
-DOWNSTREAM_DATA = {("downstream_labels", None), ("downstream_baselines", None)}
+DOWNSTREAM_DATA = {("downstream_labels", None), ("downstream_baselines", None), ("downstream_oracle", None)}
+FINETUNE = {("finetune", "rank_small"), ("finetune", "expr_small"), ("downstream_summary", None)}
 
 
 def test_lint_is_clean(workflow):
@@ -94,13 +95,14 @@ CONFIG_CHANGES = {
     "a baseline setting": (lambda wf: wf.set_config({"evaluate": {"knn_k": 5}}),
                            {("baselines_expression", None), ("plot_expression", "expr_small"), ("summary", None)},
                            lambda wf: wf.set_config({"evaluate": {"knn_k": 10}})),
-    # downstream settings rerun the downstream jobs and their summaries, never training
+    # downstream settings rerun the downstream jobs and their summaries, never training (retrieval scores
+    # every profile, rows: all, so not the fine-tuned models' features)
     "a fine-tuning setting": (lambda wf: wf.set_config({"downstream": {"finetune": {"lr_factor": 0.5}}}),
-                              {("finetune", "rank_small"), ("finetune", "expr_small")} | DOWNSTREAM_SUMMARY,
-                              lambda wf: wf.set_config({"downstream": {"finetune": {"lr_factor": 0.1}}})),
+                              FINETUNE, lambda wf: wf.set_config({"downstream": {"finetune": {"lr_factor": 0.1}}})),
+    "a readout": (lambda wf: wf.set_config({"downstream": {"finetune": {"readout": "cls"}}}),
+                  FINETUNE, lambda wf: wf.set_config({"downstream": {"finetune": {"readout": "genes"}}})),
     "a downstream task": (lambda wf: wf.set_config({"downstream": {"tasks": {"cell_line": {"min_count": 2}}}}),
-                          {("finetune", "rank_small"), ("finetune", "expr_small")} | DOWNSTREAM_SUMMARY
-                          | DOWNSTREAM_DATA,
+                          FINETUNE | DOWNSTREAM_DATA,
                           lambda wf: wf.config["downstream"]["tasks"]["cell_line"].pop("min_count") and
                           wf.set_config({})),
     "a downstream baseline setting": (
@@ -110,6 +112,9 @@ CONFIG_CHANGES = {
     "a retrieval setting": (lambda wf: wf.set_config({"downstream": {"retrieval": {"fdr": 0.1}}}),
                             {("retrieval", None)},
                             lambda wf: wf.set_config({"downstream": {"retrieval": {"fdr": 0.05}}})),
+    "retrieval's centring": (lambda wf: wf.set_config({"downstream": {"retrieval": {"centre": "vehicle"}}}),
+                             {("retrieval", None)},
+                             lambda wf: wf.set_config({"downstream": {"retrieval": {"centre": "plate"}}})),
 }
 
 
@@ -143,8 +148,9 @@ MODULE_EDITS = {
     | SUMMARY,
     "gene_order.py": {("rank", None), ("baselines_rank", None), ("downstream_baselines", None)}
     | run_jobs("rank_small") | SUMMARY,
-    # the oracle's mathematics, not in the generator: the oracle job and what reads its file only
-    "oracle.py": {("oracle", None), ("plot_expression", "expr_small"), ("summary", None)},
+    # the oracle's mathematics, not in the generator: the oracle jobs and what reads their files only
+    "oracle.py": {("oracle", None), ("plot_expression", "expr_small"), ("summary", None), ("downstream_oracle", None),
+                  ("downstream_summary", None)},
     # the model: training, embedding, evaluation, and the plots and summary after them
     # (the downstream baselines import inference.pick_device, hence model.py)
     "model.py": ALL_RUNS | SUMMARY | {("downstream_baselines", None)},
@@ -189,22 +195,25 @@ def check_outputs_and_report(workflow):
     for run in ("rank_small", "expr_small"):
         metrics = json.loads((workflow.path / f"results/runs/{run}/metrics.json").read_text())
         assert metrics["test"] and "baselines" not in metrics  # the run's own results only
-        for name in ("embeddings_val.parquet", "embeddings_test.parquet", "gene_embeddings.parquet"):
+        for name in ("embeddings_train.parquet", "embeddings_val.parquet", "embeddings_test.parquet",
+                     "gene_embeddings.parquet"):
             assert len(pd.read_parquet(workflow.path / f"results/runs/{run}/{name}")) > 0
     downstream = pd.read_csv(workflow.path / "results/downstream.tsv", sep="\t", keep_default_na=False)
     names = {"majority", "rank_logistic", "rank_mlp", "expression_logistic", "expression_mlp"}
     for task in ("cell_line", "perturbation"):
         rows = downstream[downstream["task"] == task]
         assert set(rows.loc[rows["kind"] == "baseline", "name"]) == names
+        assert list(rows["kind"])[0] == "oracle" and rows["accuracy"].iloc[0] > 0  # the Bayes ceiling first
         models = rows[rows["kind"] == "model"]
-        assert set(zip(models["name"], models["variant"])) == {(r, v) for r in ("rank_small", "expr_small")
-                                                               for v in ("finetuned", "embedding")}
-        assert set(models["beats_best_baseline"]) <= {"yes", "no"}
+        assert set(zip(models["name"], models["readout"], models["variant"])) == {
+            (r, "genes", v) for r in ("rank_small", "expr_small") for v in ("finetuned", "embedding", "probe_layer0")}
+        assert set(models["beats_best_baseline"]) <= {"yes", "no"} and models["share_of_oracle"].notna().all()
     retrieval = pd.read_csv(workflow.path / "results/downstream/retrieval.tsv", sep="\t")
     assert set(retrieval["representation"]) == {"expression", "rank_positions", "rank_small embedding",
-                                                "expr_small embedding"} | {
-        f"{r} {t} finetuned" for r in ("rank_small", "expr_small") for t in ("cell_line", "perturbation")}
+                                                "expr_small embedding"}  # rows: all, so no fine-tuned features
     assert retrieval["mAP"].between(0, 1).all()
+    by = pd.read_csv(workflow.path / "results/downstream/retrieval_by.tsv", sep="\t")
+    assert set(by["representation"]) == set(retrieval["representation"]) and by["pert_dose"].nunique() > 1
     plots = sorted((workflow.path / "results").rglob("*.png"))
     assert len(plots) == 2 * 5 + 1 + 4  # each run's, the comparison, and the downstream figures
     workflow.run("--report", "results/report.html")

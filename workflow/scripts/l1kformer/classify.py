@@ -20,15 +20,26 @@ from l1kformer.model import decayed_groups
 
 
 class LabelledRows:
-    """(values, labels) batches of ``rows`` of an HDF5 data set, read a window at a time."""
+    """(values, labels) batches of ``rows`` of an HDF5 data set, read a window at a time. ``balanced``:
+    each epoch draws as many rows as there are, with replacement, every class equally likely (seeded
+    by the epoch), instead of visiting every row once."""
 
-    def __init__(self, path, dataset, rows, labels, batch_size, window_rows=16384):
+    def __init__(self, path, dataset, rows, labels, batch_size, window_rows=16384, balanced=False):
         order = np.argsort(rows)
         self.rows, self.labels = np.asarray(rows)[order], np.asarray(labels)[order]
+        self.path, self.dataset, self.batch_size, self.window_rows = path, dataset, batch_size, window_rows
+        self.balanced = balanced
         self.loader = RowBatches(path, dataset, self.rows, batch_size, window_rows)
 
     def epoch(self, seed, epoch, shuffle=True):
-        for rows, values in self.loader.epoch(seed, epoch, shuffle):
+        loader = self.loader
+        if self.balanced and shuffle:
+            counts = np.bincount(self.labels)
+            weight = 1.0 / counts[self.labels]
+            rng = np.random.default_rng([seed, epoch, 11])
+            drawn = rng.choice(len(self.rows), size=len(self.rows), p=weight / weight.sum())
+            loader = RowBatches(self.path, self.dataset, self.rows[drawn], self.batch_size, self.window_rows)
+        for rows, values in loader.epoch(seed, epoch, shuffle):
             yield values, self.labels[np.searchsorted(self.rows, rows)]
 
 
@@ -62,13 +73,18 @@ def _record(state, name, train_loss, val_acc, net):
 def fit(net, forward, params, train, val, to_inputs, settings, device, autocast, log, name, state=None,
         save=None, start_val=-1.0):
     """Train ``forward`` (``net`` or a part of it: the head of a frozen trunk) on ``train`` batches,
-    choosing the epoch by val accuracy. ``settings``: epochs, lr, weight_decay, patience, seed.
+    choosing the epoch by val accuracy. ``params``: the parameters to train (at ``settings["lr"]``), or
+    a list of (parameters, learning rate). ``settings``: epochs, lr, weight_decay, patience, seed.
     ``state``: a state this function handed to ``save`` before (resume). ``start_val``: the val accuracy
     of ``net`` as it comes in, which an epoch must beat to be chosen (phase 2 of fine-tuning keeps the
     head of phase 1 unless it improves on it). Returns the final state:
     ``best_state`` holds ``net``'s best weights (loaded into ``net`` on return), ``history`` one row
     per epoch."""
-    optimizer = torch.optim.AdamW(decayed_groups(params, settings["weight_decay"]), lr=settings["lr"])
+    params = list(params)
+    if not params or not isinstance(params[0], tuple):
+        params = [(params, settings["lr"])]
+    groups = [{**g, "lr": lr} for group, lr in params for g in decayed_groups(group, settings["weight_decay"])]
+    optimizer = torch.optim.AdamW(groups, lr=settings["lr"])
     if state is None:
         state = {"epoch": 0, "best_val": start_val, "best_epoch": 0, "bad_epochs": 0, "history": [],
                  "best_state": copy.deepcopy(net.state_dict())}

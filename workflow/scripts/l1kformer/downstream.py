@@ -10,6 +10,7 @@ Torch-free: the models that use the labels are classify.py's.
 """
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -75,6 +76,11 @@ def read_labels(path):
     return table.to_pandas(), classes
 
 
+def labels_field(path):
+    """The sample field a labels file classifies."""
+    return pq.read_schema(path).metadata[b"field"].decode()
+
+
 def set_labels(frame, name):
     """(rows, labels) of one set, rows sorted."""
     part = frame[frame["set"] == name].sort_values("row")
@@ -112,23 +118,48 @@ def majority(frame, n_classes):
 
 
 METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "n_classes", "n_test")
-VARIANTS = {"pretrained": ("finetuned", "embedding"), "scratch": ("finetuned",)}
 
 
-def summary_rows(task, field, baselines, finetuned):
-    """The rows of downstream.tsv for one task: every baseline, then every run's variants (``finetuned``:
-    {(run, start): metrics.json}), each with its test scores and val accuracy, and for the models whether
-    they beat the best baseline (by test accuracy, majority included)."""
-    rows = [{"task": task, "field": field, "name": name, "variant": "", "kind": "baseline",
+def finetune_job(path):
+    """(run, start, readout, task) of a fine-tuning job's file: runs/{run}/downstream/{start}/{readout}/{task}/{file}."""
+    parts = Path(path).parts
+    return parts[-6], parts[-4], parts[-3], parts[-2]
+
+
+def _variants(start, metrics):
+    """(variant name, its metrics) of one fine-tuning job: from a pretrained trunk the fine-tuned model,
+    the frozen last layer (embedding) and the probes of the layers below; from scratch one."""
+    if start == "scratch":
+        return [("from_scratch", metrics["finetuned"])]
+    probes = metrics.get("probes", {})
+    below = sorted((int(k) for k in probes), key=int)[:-1]
+    return ([("finetuned", metrics["finetuned"]), ("embedding", metrics["embedding"])]
+            + [(f"probe_layer{k}", probes[str(k)]) for k in below])
+
+
+def summary_rows(task, field, baselines, finetuned, oracle=None):
+    """The rows of downstream.tsv for one task: the Bayes ceiling where there is one (``oracle``: its
+    metrics, simulated data), every baseline, then every run's variants per readout (``finetuned``:
+    {(run, start, readout): metrics.json}), each with its test scores and val accuracy, and for the
+    models whether they beat the best baseline (by test accuracy, majority included) and their share of
+    the ceiling."""
+    rows = []
+    if oracle and "test" in oracle:
+        rows.append({"task": task, "field": field, "name": "oracle", "variant": "", "readout": "", "kind": "oracle",
+                     **{k: oracle["test"][k] for k in METRICS}, "val_accuracy": oracle["val"]["accuracy"]})
+    base = [{"task": task, "field": field, "name": name, "variant": "", "readout": "", "kind": "baseline",
              **{k: m["test"][k] for k in METRICS}, "val_accuracy": m["val"]["accuracy"]}
             for name, m in sorted(baselines.items())]
-    best = max(rows, key=lambda r: r["accuracy"])
-    for (run, start), m in sorted(finetuned.items()):
-        for variant in VARIANTS[start]:
-            name = "from_scratch" if start == "scratch" else variant
-            r = {"task": task, "field": field, "name": run, "variant": name, "kind": "model",
-                 **{k: m[variant]["test"][k] for k in METRICS}, "val_accuracy": m[variant]["val"]["accuracy"]}
+    rows += base
+    best = max(base, key=lambda r: r["accuracy"])
+    ceiling = rows[0]["accuracy"] if rows[0]["kind"] == "oracle" else None
+    for (run, start, readout), m in sorted(finetuned.items()):
+        for variant, v in _variants(start, m):
+            r = {"task": task, "field": field, "name": run, "variant": variant, "readout": readout, "kind": "model",
+                 **{k: v["test"][k] for k in METRICS}, "val_accuracy": v["val"]["accuracy"]}
             r.update(beats_best_baseline="yes" if r["accuracy"] > best["accuracy"] else "no",
                      best_baseline=best["name"], ratio_to_best_baseline=r["accuracy"] / max(best["accuracy"], 1e-12))
+            if ceiling is not None:
+                r["share_of_oracle"] = r["accuracy"] / max(ceiling, 1e-12)
             rows.append(r)
     return rows

@@ -13,11 +13,12 @@ from l1kformer.plots import _save  # noqa: E402
 
 
 def accuracy(table, path):
-    """Test accuracy of every model and baseline, one panel per task."""
-    data = table.assign(label=np.where(table["variant"] != "", table["name"] + " " + table["variant"], table["name"]))
+    """Test accuracy of every model and baseline (and the Bayes ceiling on simulated data), one panel per task."""
+    table = table.fillna({"variant": "", "readout": ""})
+    data = table.assign(label=(table["name"] + " " + table["readout"] + " " + table["variant"]).str.split().str.join(" "))
     grid = sns.catplot(data=data, kind="bar", x="accuracy", y="label", hue="kind", col="task", sharey=False,
                        height=0.35 * data.groupby("task").size().max() + 1.5, aspect=1.3, dodge=False,
-                       palette={"model": "#4c72b0", "baseline": "#bbbbbb"})
+                       palette={"model": "#4c72b0", "baseline": "#bbbbbb", "oracle": "#55a868"})
     grid.set_titles("{col_name}")
     grid.set_axis_labels("test accuracy", "")
     for ax, (task, part) in zip(grid.axes.flat, data.groupby("task", sort=False)):
@@ -53,14 +54,15 @@ def curves(history, path):
 
 
 def retrieval_map(groups, summary, settings, path):
-    """The mAP of each perturbation group, per representation: box and points."""
+    """The mAP of each replicate group, per representation: box and points."""
     order = summary.sort_values("mAP", ascending=False)["representation"].tolist()
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(order) + 1.5))
     sns.boxplot(data=groups, x="mean_average_precision", y="representation", order=order, ax=ax,
                 color="#dddddd", fliersize=0)
     sns.stripplot(data=groups, x="mean_average_precision", y="representation", order=order, ax=ax,
                   hue="below_corrected_p", palette={True: "#c44e52", False: "#4c72b0"}, size=3, alpha=0.7)
-    ax.set(xlabel=f"mAP per {settings['field']}" + (f" and {settings['within']}" if settings["within"] else ""),
+    groups_of = list(dict.fromkeys([*settings["fields"], *([settings["within"]] if settings["within"] else [])]))
+    ax.set(xlabel=f"mAP per group of {' x '.join(groups_of)} (centred: {settings['centre']})",
            ylabel="", xlim=(0, 1))
     ax.legend(title=f"corrected p < {settings['fdr']}", loc="lower right", fontsize=8)
     _save(fig, path)

@@ -1,5 +1,8 @@
-"""Embeddings: per-profile (mean of the last layer over positions; the dense model's last hidden
-layer) and per-gene. What they are good for is measured downstream (finetune.py, retrieval.py)."""
+"""Embeddings: per-profile (a readout of the last layer: model.py's ``READOUTS``, started from the train
+profiles' token states as fine-tuning's phase 1 starts it; the dense model's last hidden layer) and
+per-gene. What they are good for is measured downstream (finetune.py, retrieval.py)."""
+
+import copy
 
 import numpy as np
 import pandas as pd
@@ -7,20 +10,55 @@ import torch
 
 from l1kformer.inference import autocast_for, dataset_of
 from l1kformer.loader import RowBatches
+from l1kformer.model import FineTuned
 from l1kformer.tasks import get_task
 
 
 @torch.no_grad()
-def profile_embeddings(model, data_path, rows, batch_size=64, device="cpu"):
-    """profiles x d_model, the unmasked profile through the model, mean of the last layer."""
+def layer_readouts(net, train_values, to_inputs, autocast):
+    """One copy of ``net``'s readout (a :class:`~l1kformer.model.FineTuned`'s) per layer of its trunk,
+    each started from that layer's train token states (one pass over ``train_values``, batches of
+    profiles as the loader reads them; the trunk in eval mode)."""
+    net.eval()
+    stats = None
+    for values in train_values:
+        with autocast():
+            layers = net.states(to_inputs(values), all_layers=True)
+        if stats is None:
+            stats = [[0.0, 0.0, 0] for _ in layers]
+        for st, h in zip(stats, layers):
+            h = h[:, : h.shape[1] - net.readout.extra_tokens].double()
+            st[0] = st[0] + torch.einsum("btd,bte->de", h, h)
+            st[1] = st[1] + h.sum(0)
+            st[2] += h.shape[0]
+    readouts = []
+    for gram, total, count in stats:
+        readout = copy.deepcopy(net.readout)
+        readout.start_from(gram, total / count, count)
+        readouts.append(readout)
+    return readouts
+
+
+def embedder(model, data_path, train_rows, readout="mean", readout_width=4, batch_size=64, device="cpu"):
+    """A :class:`~l1kformer.model.FineTuned` whose readout of the last layer is started from the
+    ``train_rows`` profiles' token states (no labels; its head unused): ``net.pooled`` embeds."""
+    net = FineTuned(model, 1, 0.0, readout if model.cfg.trunk == "transformer" else "mean", readout_width).to(device)
+    to_inputs = lambda values: get_task(model.cfg.mode).to_inputs(model, values, device)  # noqa: E731
+    batches = (v for _, v in RowBatches(data_path, dataset_of(model), train_rows, batch_size).epoch(0, 0, shuffle=False))
+    net.readout.load_state_dict(layer_readouts(net, batches, to_inputs, autocast_for(device))[-1].state_dict())
+    return net.eval()
+
+
+@torch.no_grad()
+def profile_embeddings(net, data_path, rows, batch_size=64, device="cpu"):
+    """profiles x width: the unmasked profile through ``net`` (an :func:`embedder`), read out."""
     out = []
     autocast = autocast_for(device)
+    model = net.trunk
     for _, values in RowBatches(data_path, dataset_of(model), rows, batch_size).epoch(0, 0, shuffle=False):
-        x = get_task(model.cfg.mode).to_inputs(model, values, device)
-        masked = torch.zeros(x.shape[:2], dtype=torch.bool, device=device)
         with autocast():
-            out.append(model.embeddings(x, masked).float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.cfg.d_model), np.float32)
+            out.append(net.pooled(get_task(model.cfg.mode).to_inputs(model, values, device)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, net.out.in_features), np.float32)
 
 
 def embedding_frame(embeddings, ids, id_column):

@@ -6,6 +6,8 @@ byte-identical files.
 """
 
 import contextlib
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -142,14 +144,12 @@ def _finite(obj):
 
 def write_json(path, obj):
     """Atomic JSON with sorted keys; NaN and infinities become null (JSON has no NaN)."""
-    import json
 
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(_finite(obj), indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path):
-    import json
 
     with open(path) as f:
         return json.load(f)
@@ -175,3 +175,15 @@ def read_baselines(paths, part="baselines"):
     for path in paths:
         merged.update(read_json(path).get(part, {}))
     return dict(sorted(merged.items()))
+
+
+def fingerprint(settings, inputs, sources):
+    """Identity of a training job: settings, input files (size, mtime) and the code's bytes."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for path in sorted(map(str, inputs)):
+        st = os.stat(path)
+        h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
+    for path in sorted(map(str, sources)):
+        with open(path, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()

@@ -1,19 +1,27 @@
 """finetune: a trained masked model (either trunk, either mode) fine-tuned to classify a downstream task.
 
-As in the research this project grew from, in two phases, each stopped after ``patience`` epochs
-without a better val accuracy:
-- phase 1 fits the linear head on the frozen trunk's pooled output, standardised by its train mean
-  and sd, as a logistic regression (L-BFGS, ``head_epochs`` steps, L2 ``head_l2``). The trunk runs in
-  eval mode without gradients, so its features are computed once. Scored on its own this is the
-  **embedding** variant (frozen features);
-- phase 2 trains everything with AdamW at ``lr x lr_factor`` (``epochs``), from phase 1's head, and
-  keeps phase 1's weights unless an epoch beats their val accuracy: the **finetuned** variant.
-``start: scratch`` is the control: the same architecture freshly initialised (the model file's
-buffers kept: standardisation statistics and position prior), trained end to end at ``lr`` for
-``epochs``, with no phase 1 and no feature standardisation (a fresh trunk's pooled outputs barely vary
-between profiles: standardised by them, they explode as soon as the trunk learns). Phase 2 writes a checkpoint after every epoch, and a killed job resumes
-from it (phase 1, deterministic and fast, is fitted again) with the same result as an uninterrupted
-job.
+A readout (model.py's ``READOUTS``: ``mean``, ``cls``, ``attention``, ``genes``) turns the trunk's
+states into one feature vector; a linear head classifies it. In two phases, each stopped after
+``patience`` epochs without a better val accuracy:
+- phase 1, the **layer probes**: the trunk frozen (eval mode, no gradients), the readout applied to
+  each layer's states (the embeddings first, the last layer last) at its starting point (``genes``:
+  the top principal directions of that layer's train token states), its features standardised by
+  their train mean and sd, and a logistic regression fitted on them (L-BFGS, ``head_epochs`` steps,
+  L2 ``head_l2``). The last layer's probe is the **embedding** variant (frozen features), and its
+  readout, head and standardisation are where phase 2 starts;
+- phase 2 trains everything with AdamW: the readout and head at ``lr``, the trunk at ``lr x
+  lr_factor``, with dropout ``dropout`` before the head (0 by default, as in phase 1: no train / eval
+  mismatch), optionally on class-balanced batches (``balanced``: each epoch draws as many train
+  profiles as there are, with replacement, every class equally likely, as the research oversampled),
+  for up to ``epochs`` epochs; the epoch is chosen on val accuracy, phase 1 counting as epoch 0: the
+  **finetuned** variant.
+``start: scratch`` is the control at the same budget: the same architecture freshly initialised (the
+model file's buffers kept: standardisation statistics and position prior), the same readout started
+the same way, trained end to end at ``lr`` for ``epochs``, without phase 1 and without the feature
+standardisation (a fresh trunk's features barely vary between profiles: standardised by them, they
+explode as soon as the trunk learns). Phase 2 writes a checkpoint after every epoch, and a killed job
+resumes from it (phase 1, deterministic and fast, is fitted again) with the same result as an
+uninterrupted job.
 """
 
 import os
@@ -24,11 +32,12 @@ import torch
 
 from l1kformer.classify import LabelledRows, fit, fit_linear, outputs
 from l1kformer.downstream import read_labels, scores, set_labels
-from l1kformer.fileio import atomic_path, write_json
+from l1kformer.embed import layer_readouts
+from l1kformer.fileio import atomic_path, fingerprint, write_json
 from l1kformer.inference import autocast_for, dataset_of, load_model
 from l1kformer.model import FineTuned, build_model
 from l1kformer.tasks import get_task
-from l1kformer.train import fingerprint
+
 
 def fresh_copy(model, seed):
     """The same architecture with fresh weights, keeping the model file's buffers."""
@@ -50,33 +59,56 @@ def _scored(forward, sets, to_inputs, autocast, n_classes):
     return out, predicted
 
 
-def standardise(net, sets, to_inputs, autocast):
-    """Set ``net``'s feature standardisation from the train profiles' pooled outputs (trunk in eval
-    mode); returns {set: (standardised features, labels)}."""
+@torch.no_grad()
+def layer_features(net, readouts, batches, to_inputs, autocast):
+    """([features per layer], labels) of every profile of ``batches`` in order (float32 arrays)."""
     net.eval()
-    pooled = {s: outputs(net.pooled, b, to_inputs, autocast) for s, b in sets.items()}
-    net.set_feature_stats(pooled["train"][0])
-    mean, std = net.feature_mean.cpu().numpy(), net.feature_std.cpu().numpy()
-    return {s: (((f - mean) / std).astype(np.float32), y) for s, (f, y) in pooled.items()}
+    feats, labels = [[] for _ in readouts], []
+    for values, y in batches.epoch(0, 0, shuffle=False):
+        with autocast():
+            layers = net.states(to_inputs(values), all_layers=True)
+            for out, readout, h in zip(feats, readouts, layers):
+                out.append(readout(h).float().cpu().numpy())
+        labels.append(y)
+    return [np.concatenate(f) for f in feats], np.concatenate(labels)
 
 
 def frozen_phase(net, sets, to_inputs, settings, device, autocast, log=print):
-    """Phase 1: the linear head of ``net`` (a :class:`FineTuned`) fitted as a logistic regression
-    (L-BFGS, ``head_l2``, up to ``head_epochs`` steps, early stopping on val accuracy) on the frozen
-    trunk's standardised features of ``sets`` ({set: batches}), computed once with the trunk in eval
-    mode. Fast and deterministic, so it is not checkpointed. Returns (the fit's state, the features as
-    {set: (tensor, labels tensor)})."""
-    features = standardise(net, sets, to_inputs, autocast)
-    tensors = {s: (torch.from_numpy(f).to(device), torch.from_numpy(y).to(device)) for s, (f, y) in features.items()}
-    state = fit_linear(net.out, tensors["train"], tensors["val"], settings["head_l2"], settings["head_epochs"],
-                       settings["patience"], log, "head")
-    return state, tensors
+    """Phase 1, the layer probes of ``net`` (a :class:`FineTuned`): per layer, the readout started on
+    that layer's states, features standardised, a logistic regression (L-BFGS, ``head_l2``, up to
+    ``head_epochs`` steps, early stopping on val accuracy). Fast and deterministic, so not
+    checkpointed. ``net`` leaves with the last layer's readout, standardisation and head. Returns
+    ({layer: {val, test, best_epoch}}, the last layer's fit state, its test predictions)."""
+    readouts = layer_readouts(net, (v for v, _ in sets["train"].epoch(0, 0, shuffle=False)), to_inputs, autocast)
+    feats = {s: layer_features(net, readouts, b, to_inputs, autocast) for s, b in sets.items()}
+    probes, n_classes = {}, net.out.out_features
+    for layer, readout in enumerate(readouts):
+        x = {s: torch.from_numpy(f[layer]).to(device, torch.float64) for s, (f, _) in feats.items()}
+        mean, std = x["train"].mean(0), x["train"].std(0).clamp_min(1e-6)
+        x = {s: ((v - mean) / std).float() for s, v in x.items()}
+        y = {s: torch.from_numpy(labels).to(device) for s, (_, labels) in feats.items()}
+        torch.manual_seed(settings["seed"])
+        head = torch.nn.Linear(x["train"].shape[1], n_classes).to(device)
+        state = fit_linear(head, (x["train"], y["train"]), (x["val"], y["val"]), settings["head_l2"],
+                           settings["head_epochs"], settings["patience"], log, f"probe layer {layer}")
+        with torch.no_grad():
+            predicted = {s: head(x[s]).argmax(1).cpu().numpy() for s in ("val", "test")}
+        probes[layer] = {s: scores(y[s].cpu().numpy(), predicted[s], n_classes) for s in ("val", "test")}
+        probes[layer]["best_epoch"] = state["best_epoch"]
+        log(f"probe on layer {layer}: val accuracy {probes[layer]['val']['accuracy']:.4f}, "
+            f"test {probes[layer]['test']['accuracy']:.4f}")
+    net.readout.load_state_dict(readouts[-1].state_dict())
+    net.feature_mean.copy_(mean.float())
+    net.feature_std.copy_(std.float())
+    net.out.load_state_dict(head.state_dict())
+    return probes, state, predicted["test"]
 
 
-def run_finetune(model_path, data_path, labels_path, settings, start, outputs_to, checkpoint_path, device,
-                 sources=(), log=print):
-    """One fine-tuning job. ``settings``: downstream.finetune's; ``outputs_to``: paths of metrics,
-    history, predictions and features (the fine-tuned model's penultimate layer on the test profiles)."""
+def run_finetune(model_path, data_path, labels_path, settings, start, readout, outputs_to, checkpoint_path,
+                 device, sources=(), log=print):
+    """One fine-tuning job. ``settings``: downstream.finetune's; ``readout``: the readout's name;
+    ``outputs_to``: paths of metrics, history, predictions and features (the fine-tuned model's
+    standardised readout features on the test profiles)."""
     model, _ = load_model(model_path, device)
     frame, classes = read_labels(labels_path)
     n_classes = len(classes)
@@ -84,37 +116,37 @@ def run_finetune(model_path, data_path, labels_path, settings, start, outputs_to
     if start == "scratch":
         model = fresh_copy(model, seed).to(device)
     torch.manual_seed(seed)
-    net = FineTuned(model, n_classes, settings["dropout"]).to(device)
+    net = FineTuned(model, n_classes, settings["dropout"], readout, settings["readout_width"]).to(device)
     task, dataset, autocast = get_task(model.cfg.mode), dataset_of(model), autocast_for(device)
     to_inputs = lambda values: task.to_inputs(model, values, device)  # noqa: E731
     batch = settings["batch_size"]
     rows = {s: set_labels(frame, s) for s in ("train", "val", "test")}
-    sets = {s: LabelledRows(data_path, dataset, r, y, batch if s == "train" else max(batch, 256))
+    sets = {s: LabelledRows(data_path, dataset, r, y, batch if s == "train" else max(batch, 256),
+                            balanced=settings["balanced"] and s == "train")
             for s, (r, y) in rows.items()}
-    job_id = fingerprint({**settings, "start": start}, [model_path, data_path, labels_path], sources)
+    job_id = fingerprint({**settings, "start": start, "readout": readout}, [model_path, data_path, labels_path],
+                         sources)
     saved, saver = _checkpoints(checkpoint_path, job_id, device, log)
 
-    metrics = {"start": start, "n_classes": n_classes}
+    metrics = {"start": start, "readout": readout, "n_classes": n_classes}
     history = []
     start_val = -1.0
     embedding_pred = None
+    head_lr = settings["lr"]
+    trunk_lr = head_lr * (settings["lr_factor"] if start == "pretrained" else 1.0)
     if start == "pretrained":
-        state, feats = frozen_phase(net, sets, to_inputs, settings, device, autocast, log)
+        probes, state, embedding_pred = frozen_phase(net, sets, to_inputs, settings, device, autocast, log)
         history += [{**row, "phase": "frozen"} for row in state["history"]]
-        metrics["embedding"] = {}
-        with torch.no_grad():
-            for s in ("val", "test"):
-                predicted_head = net.out(feats[s][0]).argmax(1).cpu().numpy()
-                metrics["embedding"][s] = scores(feats[s][1].cpu().numpy(), predicted_head, n_classes)
-        embedding_pred = predicted_head
-        metrics["embedding"]["best_epoch"] = state["best_epoch"]
-        start_val = state["best_val"]
-        log(f"frozen features (embedding): val accuracy {start_val:.4f}, "
-            f"test {metrics['embedding']['test']['accuracy']:.4f}")
-    lr = settings["lr"] * (settings["lr_factor"] if start == "pretrained" else 1.0)
-    phase = {**settings, "lr": lr}
-    state = fit(net, net, net.trained_parameters(), sets["train"], sets["val"], to_inputs, phase, device,
-                autocast, log, "all", saved.get("all"), saver("all"), start_val=start_val)
+        last = max(probes)
+        metrics["embedding"] = probes[last]
+        metrics["probes"] = {str(layer): p for layer, p in probes.items()}
+        start_val = probes[last]["val"]["accuracy"]
+    else:
+        readouts = layer_readouts(net, (v for v, _ in sets["train"].epoch(0, 0, shuffle=False)), to_inputs, autocast)
+        net.readout.load_state_dict(readouts[-1].state_dict())
+    trunk, head = net.parameter_groups()
+    state = fit(net, net, [(trunk, trunk_lr), (head, head_lr)], sets["train"], sets["val"], to_inputs, settings,
+                device, autocast, log, "all", saved.get("all"), saver("all"), start_val=start_val)
     history += [{**row, "phase": "all"} for row in state["history"]]
     metrics["finetuned"], predicted = _scored(net, {s: sets[s] for s in ("val", "test")}, to_inputs,
                                               autocast, n_classes)

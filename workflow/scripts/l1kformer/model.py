@@ -93,7 +93,7 @@ class Block(nn.Module):
 
 
 class Trainable(nn.Module):
-    """What training and evaluation ask of either trunk besides ``forward``, ``hidden`` and ``embeddings``."""
+    """What training and evaluation ask of either trunk besides ``forward`` and ``hidden``."""
 
     def configure_optimizer(self, lr, weight_decay, betas=(0.9, 0.95), fused=False):
         """AdamW; weight decay on matrices only (not on biases, norms, [MASK] and fill vectors);
@@ -147,17 +147,27 @@ class L1kFormer(Trainable):
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, 0.0, 0.02)
 
-    def hidden(self, x, hide):
+    def hidden(self, x, hide, extra=None, all_layers=False):
         """Last-layer states, batch x genes x d_model; ``hide`` (bool, batch x genes) marks the
-        positions whose input the encoder replaces by its [MASK] vector."""
+        positions whose input the encoder replaces by its [MASK] vector. ``extra`` (m x d_model): tokens
+        appended after the genes (a readout's [CLS]), seen by the pair bias as [MASK]. ``all_layers``:
+        the list of every layer's states, the embeddings first and the normed last layer last."""
         h = self.drop(self.encoder(x, hide))
         genes = None
         if self.cfg.attn_bias == "genes":  # the encoder's tokens' genes, or position i is gene i
             genes = self.encoder.token_genes(x)
             genes = torch.arange(h.shape[1], device=x.device) if genes is None else genes
+        if extra is not None:
+            h = torch.cat([h, extra.to(h.dtype).expand(h.shape[0], -1, -1)], dim=1)
+            if genes is not None:
+                pad = torch.full((*genes.shape[:-1], extra.shape[0]), self.cfg.n_genes, device=x.device)
+                genes = torch.cat([genes, pad.to(genes.dtype)], dim=-1)
+        layers = [h]
         for block in self.blocks:
             h = block(h, genes)
-        return self.norm(h)
+            layers.append(h)
+        layers[-1] = self.norm(h)
+        return layers if all_layers else layers[-1]
 
     def forward(self, x, index, hide=None):
         """Outputs at the masked positions only: ``index`` (batch x k, long) holds each profile's masked
@@ -166,10 +176,6 @@ class L1kFormer(Trainable):
         (batch x genes, bool) defaults to the masked positions (training passes BERT's replace share)."""
         h = self.hidden(x, positions_mask(x, index) if hide is None else hide)
         return self.head(h, index, x)
-
-    def embeddings(self, x, masked):
-        """Per-profile embedding: mean of the last layer over positions (batch x d_model)."""
-        return self.hidden(x, masked).mean(dim=1)
 
     def flops_per_token(self):
         """Training FLOPs per token (forward + backward = 3 x forward), attention included."""
@@ -210,20 +216,19 @@ class DenseNet(Trainable):
         self.norm = nn.LayerNorm(cfg.dense_width)
         self.head = head(cfg)
 
-    def hidden(self, x, masked, hide):
+    def hidden(self, x, masked, hide, all_layers=False):
         h = self.drop(self.input(self.encoder(x, masked, hide).to(self.input.weight.dtype)))
+        layers = [h]
         for block in self.blocks:
             h = block(h)
-        return self.norm(h)
+            layers.append(h)
+        layers[-1] = self.norm(h)
+        return layers if all_layers else layers[-1]
 
     def forward(self, x, index, hide=None):
         """Outputs at the masked positions ``index`` (batch x k), row-major."""
         masked = positions_mask(x, index)
         return self.head(self.hidden(x, masked, masked if hide is None else hide), index, x)
-
-    def embeddings(self, x, masked):
-        """Per-profile embedding: the last hidden layer (batch x dense_width)."""
-        return self.hidden(x, masked, masked)
 
     def gene_table(self):
         """genes x dense_width: the first layer's weights on each gene's value (or position)."""
@@ -256,31 +261,143 @@ class MLP(nn.Module):
         return self.out(self.features(x))
 
 
+# Readouts: how a classifier reads one vector from a trunk's states (batch x tokens x width). The rank
+# genes view's input is a permutation of the same tokens, so at the input the mean over genes is the
+# same vector for every profile, and the masked loss, per token, never pushes profile information into
+# it: ``mean`` can lose what the token states carry. The other readouts can hold the whole profile.
+
+class Readout(nn.Module):
+    """The mean over the gene tokens (``mean``); the base of the others. ``extra_tokens``: tokens the
+    readout appends to the trunk's input (its own states come last)."""
+    extra_tokens = 0
+
+    def __init__(self, cfg, width):
+        super().__init__()
+        self.width = width
+
+    def tokens(self):
+        """The tokens appended to the input (extra_tokens x width), or None."""
+        return None
+
+    def forward(self, h):
+        return h[:, : h.shape[1] - self.extra_tokens].mean(1)
+
+    def out_width(self, n_tokens):
+        return self.width
+
+    def start_from(self, gram, mean, count):
+        """A data-driven start from the train profiles' token states: ``gram`` (width x width, the sum
+        over profiles and gene tokens of h h^T), ``mean`` (tokens x width) and ``count`` (profiles)."""
+
+
+class ClsReadout(Readout):
+    """``cls``: a learned token appended to the input; its last-layer state is the readout. It starts
+    at zero, where its attention is uniform: close to a mean over the values, but free to move."""
+    extra_tokens = 1
+
+    def __init__(self, cfg, width):
+        super().__init__(cfg, width)
+        self.token = nn.Parameter(torch.zeros(1, width))
+
+    def tokens(self):
+        return self.token
+
+    def forward(self, h):
+        return h[:, -1]
+
+
+class AttentionReadout(Readout):
+    """``attention``: one learned query per head attending over the gene tokens' states (keys a linear
+    map of them, values the states themselves, split by head). The queries start at zero, where it
+    is the mean."""
+
+    def __init__(self, cfg, width):
+        super().__init__(cfg, width)
+        self.n_heads = cfg.n_heads if width % cfg.n_heads == 0 else 1
+        self.key = nn.Linear(width, width, bias=False)
+        self.query = nn.Parameter(torch.zeros(self.n_heads, width // self.n_heads))
+
+    def forward(self, h):
+        b, t, d = h.shape
+        hh = h.view(b, t, self.n_heads, d // self.n_heads)
+        logits = torch.einsum("bthd,hd->bth", self.key(h).view_as(hh), self.query.to(h.dtype))
+        weights = torch.softmax(logits.float() / math.sqrt(d // self.n_heads), dim=1).to(h.dtype)
+        return torch.einsum("bth,bthd->bhd", weights, hh).reshape(b, d)
+
+
+class GenesReadout(Readout):
+    """``genes``: each gene token's state mapped to ``readout_width`` numbers by one linear map,
+    flattened (genes x readout_width): the head sees every gene. The map starts at the top principal
+    directions of the train token states around each gene's own mean (:meth:`start_from`), so the
+    frozen features keep the most of what varies between profiles."""
+
+    def __init__(self, cfg, width, readout_width=4):
+        super().__init__(cfg, width)
+        self.proj = nn.Linear(width, min(readout_width, width), bias=False)
+
+    def forward(self, h):
+        return self.proj(h).flatten(1)
+
+    def out_width(self, n_tokens):
+        return n_tokens * self.proj.out_features
+
+    @torch.no_grad()
+    def start_from(self, gram, mean, count):
+        within = gram / max(1, count * len(mean)) - mean.T @ mean / len(mean)  # pooled within-gene covariance
+        _, vectors = torch.linalg.eigh(within.double())
+        self.proj.weight.copy_(vectors[:, -self.proj.out_features:].flip(1).T.float())
+
+
+READOUTS = {"mean": Readout, "cls": ClsReadout, "attention": AttentionReadout, "genes": GenesReadout}
+
+
 def trunk_width(trunk):
-    """The width of a trunk's profile embedding."""
+    """The width of a trunk's states."""
     return trunk.cfg.d_model if trunk.cfg.trunk == "transformer" else trunk.cfg.dense_width
 
 
-class FineTuned(nn.Module):
-    """A trunk's pooled output, standardised by its train mean and sd (fixed when fine-tuning a
-    pretrained trunk starts: pooled states vary little between profiles, and a head on them unscaled
-    barely moves; identity for a trunk trained from scratch), dropout, and a linear layer over the
-    classes. The trunk's own masked-model head is not used (nor trained)."""
+def make_readout(trunk, name, readout_width=4):
+    """A readout of ``trunk``'s states. The dense trunk has one state per profile, its last hidden
+    layer: every readout but ``mean`` (which returns it) needs gene tokens."""
+    if trunk.cfg.trunk != "transformer" and name != "mean":
+        raise ValueError(f"readout {name!r} needs gene tokens; the dense trunk has one state per profile: "
+                         "use readout mean")
+    args = (readout_width,) if name == "genes" else ()
+    return READOUTS[name](trunk.cfg, trunk_width(trunk), *args)
 
-    def __init__(self, trunk, n_classes, dropout=0.0):
+
+class FineTuned(nn.Module):
+    """A trunk, a readout of its states, the readout's features standardised by their train mean and sd
+    (fixed when fine-tuning a pretrained trunk starts; identity for a trunk trained from scratch),
+    dropout, and a linear layer over the classes. The trunk's own masked-model head is not used (nor
+    trained). The states are the last layer's (``layer`` -1) or another layer's (the layer probes)."""
+
+    def __init__(self, trunk, n_classes, dropout=0.0, readout="mean", readout_width=4, layer=-1):
         super().__init__()
         self.trunk = trunk
-        width = trunk_width(trunk)
+        self.layer = layer
+        self.readout = make_readout(trunk, readout, readout_width)
+        width = self.readout.out_width(trunk.cfg.n_genes)
         self.register_buffer("feature_mean", torch.zeros(width))
         self.register_buffer("feature_std", torch.ones(width))
         self.drop = nn.Dropout(dropout)
         self.out = nn.Linear(width, n_classes)
 
+    def states(self, x, all_layers=False):
+        """The trunk's states on the whole profile (nothing hidden): batch x tokens x width, the
+        readout's own tokens last; with ``all_layers``, one per layer."""
+        hide = torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device)
+        if self.trunk.cfg.trunk != "transformer":
+            layers = [h.unsqueeze(1) for h in self.trunk.hidden(x, hide, hide, all_layers=True)]
+        else:
+            layers = self.trunk.hidden(x, hide, self.readout.tokens(), all_layers=True)
+        return layers if all_layers else layers[self.layer]
+
     def pooled(self, x):
-        return self.trunk.embeddings(x, torch.zeros(x.shape[:2], dtype=torch.bool, device=x.device))
+        return self.readout(self.states(x))
 
     def set_feature_stats(self, pooled):
-        """Standardise by the mean and sd of ``pooled`` (the train profiles' pooled outputs)."""
+        """Standardise by the mean and sd of ``pooled`` (the train profiles' readout features)."""
         pooled = torch.as_tensor(pooled, dtype=torch.float64)
         self.feature_mean.copy_(pooled.mean(0))
         self.feature_std.copy_(pooled.std(0).clamp_min(1e-6))
@@ -294,10 +411,11 @@ class FineTuned(nn.Module):
     def forward(self, x):
         return self.classify(self.features(x))
 
-    def trained_parameters(self):
-        """Everything but the masked-model head, which takes no part in classification."""
-        return [p for name, p in self.named_parameters() if not name.startswith("trunk.head.")]
-
+    def parameter_groups(self):
+        """(trunk parameters, readout and head parameters); the masked-model head, which takes no part
+        in classification, in neither."""
+        trunk = [p for name, p in self.trunk.named_parameters() if not name.startswith("head.")]
+        return trunk, [*self.readout.parameters(), *self.out.parameters()]
 
 
 def build_model(model_config, path="model file"):

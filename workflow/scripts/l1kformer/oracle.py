@@ -202,3 +202,74 @@ def _from_visible(load, noise, hidden, u):
     correction, through the loadings and the DUO partner's noise."""
     load_o = np.where(hidden[:, None], 0.0, load)
     return load @ (load_o.T @ u) + noise.to_hidden * u[noise.safe]
+
+
+# --- the downstream tasks' ceiling --------------------------------------------------------------------
+
+def class_log_posteriors(truth, prior, values):
+    """The Bayes classifier's log posteriors (up to a constant per profile) of each profile's cell line
+    and treatment, from its whole profile under the generator: every (plate, state, treatment) is one
+    Gaussian component, as in :func:`blind_oracle_predict`, but with every gene visible, so one
+    Woodbury solve per (cell line, state) serves all profiles. Returns (profiles x cell lines,
+    profiles x (compounds + 1)), the last column the vehicle. Exact up to the rounding and the cap."""
+    n, g = values.shape
+    noise = _DuoNoise(truth["noise_sd"], float(truth["duo_rho"]), np.zeros(g, dtype=bool))
+    sig = truth["signature"]
+    n_cells, n_compounds = truth["cell_offset"].shape[0], sig.shape[0]
+    resp = DOSES_UM[None, :] / (DOSES_UM[None, :] + truth["ec50"][:, None])  # compounds x doses
+    log_treat = np.log(1.0 / resp.size)
+    tf = truth["time_factor"][prior["time_index"]]
+    by_cell = np.full((n, n_cells), -np.inf)
+    by_treatment = np.full((n, n_compounds + 1), -np.inf)
+    for c in range(n_cells):
+        plates = np.flatnonzero((prior["cell"] == c) & prior["present"])
+        if not len(plates):
+            continue
+        ctrl = prior["control_share"][plates]
+        for k, prob in enumerate(truth["state_prob"][c]):
+            solve, logdet = _woodbury(truth["loadings"][c, k], noise, np.zeros(g, dtype=bool))
+            base = (truth["mu"] + truth["cell_offset"][c] + truth["state_offset"][c, k]
+                    + truth["plate_offset"][plates])  # plates x genes
+            s_sig, s_x, s_base = solve(sig.T), solve(values.T).T, solve(base.T).T
+            aa = ((values * s_x).sum(1)[:, None] - 2 * values @ s_base.T + (base * s_base).sum(1)[None, :])
+            cross = (values @ s_sig)[:, None, :] - (base @ s_sig)[None, :, :]  # profiles x plates x compounds
+            self_ = (sig * s_sig.T).sum(1)
+            fr = tf[plates][:, None, None] * resp[None]  # plates x compounds x doses
+            common = prior["log_share"][plates][None, :] + np.log(prob) - 0.5 * (aa + logdet)  # profiles x plates
+            log_vehicle = common + np.log(np.maximum(ctrl, 1e-300))
+            log_treated = ((common + np.log(np.maximum(1 - ctrl, 1e-300)) + log_treat)[:, :, None, None]
+                           - 0.5 * (-2 * fr[None] * cross[..., None] + fr[None] ** 2 * self_[None, None, :, None]))
+            treated = _logsumexp(_logsumexp(log_treated, 3), 1)  # profiles x compounds
+            vehicle = _logsumexp(log_vehicle, 1)
+            by_treatment[:, :-1] = np.logaddexp(by_treatment[:, :-1], treated)
+            by_treatment[:, -1] = np.logaddexp(by_treatment[:, -1], vehicle)
+            by_cell[:, c] = np.logaddexp(by_cell[:, c], np.logaddexp(vehicle, _logsumexp(treated, 1)))
+    return by_cell, by_treatment
+
+
+def _logsumexp(a, axis):
+    top = a.max(axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    return (np.log(np.exp(a - top).sum(axis=axis, keepdims=True)) + top).squeeze(axis)
+
+
+# The sample fields whose classes the generator draws, and its names for them: (the log posteriors'
+# part, the class names in that part's column order).
+ORACLE_FIELDS = {
+    "cell_id": lambda truth: (0, list(truth["cell_id"])),
+    "pert_id": lambda truth: (1, list(truth["compound_id"]) + ["DMSO"]),
+}
+
+
+def task_oracle(truth, prior, values, field, classes):
+    """The Bayes classifier's predicted class index (into ``classes``, the task's class names) for each
+    profile of ``values`` (profiles x genes, the whole profile), restricted to the task's classes; None
+    for a field the generator does not draw (``ORACLE_FIELDS``)."""
+    if field not in ORACLE_FIELDS:
+        return None
+    part, names = ORACLE_FIELDS[field](truth)
+    logpost = class_log_posteriors(truth, prior, values.astype(np.float64))[part]
+    column = {name: k for k, name in enumerate(names)}
+    cols = np.array([column.get(str(name), -1) for name in classes])
+    scored = np.where(cols[None, :] >= 0, logpost[:, np.maximum(cols, 0)], -np.inf)
+    return scored.argmax(1)

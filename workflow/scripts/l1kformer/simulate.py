@@ -50,6 +50,7 @@ class SimulationConfig:
     n_factors: int
     n_states: int
     seed: int
+    n_replicates: int = 1
 
 
 DUO_RHO = 0.45  # noise correlation of the two genes read on one bead analyte is -DUO_RHO
@@ -83,22 +84,27 @@ def duo_partner(n_genes):
 
 
 def make_layout(cfg):
-    """Sample metadata: plates of one cell line and time point, DMSO wells plus compound x dose."""
+    """Sample metadata: plates of one cell line and time point, DMSO wells plus compound x dose. As CMap
+    runs them, each plate map (which compound and dose in which well) is run on ``n_replicates``
+    replicate plates (X1, X2, ...), so that every compound x dose x cell line has replicate wells on
+    plates with their own plate effect; consecutive plates share a map (the last map may have fewer)."""
     rng = np.random.default_rng([cfg.seed, 1])
     wells = [f"{chr(ord('A') + k // 24)}{k % 24 + 1:02d}" if cfg.wells_per_plate <= 384 else f"W{k:05d}"
              for k in range(cfg.wells_per_plate)]
-    plate_cell = np.arange(cfg.n_plates) % cfg.n_cell_lines
-    plate_time = rng.integers(0, len(TIMES_H), cfg.n_plates)
-    n = cfg.n_plates * cfg.wells_per_plate
+    n_maps = -(-cfg.n_plates // cfg.n_replicates)
+    map_of, replicate = np.divmod(np.arange(cfg.n_plates), cfg.n_replicates)
+    map_cell = np.arange(n_maps) % cfg.n_cell_lines
+    map_time = rng.integers(0, len(TIMES_H), n_maps)
+    plate_cell, plate_time = map_cell[map_of], map_time[map_of]
     plate = np.repeat(np.arange(cfg.n_plates), cfg.wells_per_plate)
     well = np.tile(np.arange(cfg.wells_per_plate), cfg.n_plates)
-    compound = rng.integers(0, cfg.n_compounds, n)
-    dose = rng.integers(0, len(DOSES_UM), n)
+    compound = rng.integers(0, cfg.n_compounds, (n_maps, cfg.wells_per_plate))[map_of[plate], well]
+    dose = rng.integers(0, len(DOSES_UM), (n_maps, cfg.wells_per_plate))[map_of[plate], well]
     control = well < min(CONTROLS_PER_PLATE, cfg.wells_per_plate // 4)
     compound[control] = -1
     cell_names = np.array([f"CELL{k + 1:02d}" for k in range(cfg.n_cell_lines)])
-    plate_names = np.array([f"SIM{k + 1:03d}_{cell_names[plate_cell[k]]}_{int(TIMES_H[plate_time[k]])}H_X1"
-                            for k in range(cfg.n_plates)])
+    plate_names = np.array([f"SIM{map_of[k] + 1:03d}_{cell_names[plate_cell[k]]}_{int(TIMES_H[plate_time[k]])}H"
+                            f"_X{replicate[k] + 1}" for k in range(cfg.n_plates)])
     pert_id = np.where(control, "DMSO", np.char.add("BRD-S", np.char.zfill(compound.astype(str), 6)))
     meta = pd.DataFrame({
         "id": np.char.add(np.char.add(plate_names[plate], ":"), np.array(wells)[well]),
@@ -173,6 +179,15 @@ def gene_table(n_genes):
                          "pr_gene_symbol": [f"SIMG{k:04d}" for k in range(n_genes)]})
 
 
+def with_names(cfg, truth, meta):
+    """The truth as the truth file holds it (and :func:`load_truth` reads it): the parameters, and the
+    names of the genes, cell lines, compounds and plates they are indexed by, and the time points."""
+    return {**truth, "gene_id": gene_table(cfg.n_genes)["id"].to_numpy().astype(str),
+            "cell_id": np.array([f"CELL{k + 1:02d}" for k in range(cfg.n_cell_lines)]),
+            "compound_id": np.array([f"BRD-S{k:06d}" for k in range(cfg.n_compounds)]),
+            "plate_id": np.unique(meta["det_plate"]).astype(str), "time_h": TIMES_H, "time_factor": TIME_FACTOR}
+
+
 def simulate(cfg, out_gctx, out_truth, log=print):
     truth = make_truth(cfg)
     meta, codes = make_layout(cfg)
@@ -181,16 +196,8 @@ def simulate(cfg, out_gctx, out_truth, log=print):
         write_gctx(tmp_gctx, lambda a, b: simulate_block(truth, codes, a, b, cfg.seed),
                    meta["id"], genes["id"], sample_meta=meta, gene_meta=genes)
         with h5_create(tmp_truth) as h5:
-            for name, value in truth.items():
-                h5_write(h5, name, value)
-            h5_write(h5, "gene_id", genes["id"].to_numpy().astype(bytes))
-            h5_write(h5, "cell_id", np.array([f"CELL{k + 1:02d}" for k in range(cfg.n_cell_lines)],
-                                             dtype=bytes))
-            h5_write(h5, "compound_id", np.array([f"BRD-S{k:06d}" for k in range(cfg.n_compounds)],
-                                                 dtype=bytes))
-            h5_write(h5, "plate_id", np.unique(meta["det_plate"]).astype(bytes))
-            h5_write(h5, "time_h", TIMES_H)
-            h5_write(h5, "time_factor", TIME_FACTOR)
+            for name, value in with_names(cfg, truth, meta).items():
+                h5_write(h5, name, value.astype(bytes) if value.dtype.kind == "U" else value)
     log(f"simulated {len(meta)} profiles x {cfg.n_genes} genes, {cfg.n_cell_lines} cell lines, "
         f"{cfg.n_compounds} compounds, {cfg.n_plates} plates")
 

@@ -7,9 +7,7 @@ every random draw is derived from (seed, epoch) rather than from the state of a 
 What differs between modes (inputs, corruption, loss, validation metrics) is the task's (tasks.py).
 """
 
-import hashlib
 import itertools
-import json
 import math
 import os
 import resource
@@ -21,7 +19,7 @@ import pandas as pd
 import torch
 
 from l1kformer.errors import InputError
-from l1kformer.fileio import atomic_path
+from l1kformer.fileio import atomic_path, fingerprint
 from l1kformer.inference import autocast_for, masked_outputs, pick_device
 from l1kformer.loader import RowBatches
 from l1kformer.mask import n_masked, read_mask
@@ -63,18 +61,6 @@ def random_positions(batch, n_genes, ratio, generator, device):
 def use_compile(setting, device):
     """``train.compile``: auto compiles on CUDA only (on the CPU compiling costs more than it saves)."""
     return device.type == "cuda" if setting == "auto" else bool(setting)
-
-
-def fingerprint(settings, inputs, sources):
-    """Identity of a training job: settings, input files (size, mtime) and the code's bytes."""
-    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
-    for path in sorted(map(str, inputs)):
-        st = os.stat(path)
-        h.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
-    for path in sorted(map(str, sources)):
-        with open(path, "rb") as f:
-            h.update(f.read())
-    return h.hexdigest()
 
 
 def peak_memory_mb(device):
