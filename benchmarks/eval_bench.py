@@ -60,7 +60,8 @@ for mode, data in (('rank', 'r.h5'), ('expression', 'x.h5')):
 HEAD = """
 import json, time, torch
 torch.set_num_threads(2)
-from l1kformer.baselines import expression_baselines, rank_baselines
+from l1kformer.baselines_expression import expression_baselines
+from l1kformer.baselines_rank import rank_baselines
 from l1kformer.evaluate import evaluate
 from l1kformer.inference import load_model, predict_masked
 from l1kformer.mask import read_mask

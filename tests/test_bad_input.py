@@ -307,7 +307,7 @@ def test_value_scale_warnings():
 def test_constant_profiles_are_refused_by_the_baselines(tmp_path):
     import h5py
 
-    from l1kformer.baselines import expression_baselines
+    from l1kformer.baselines_expression import expression_baselines
     from l1kformer.errors import InputError
     from l1kformer.mask import make_mask
     from l1kformer.split import split_rows

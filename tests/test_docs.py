@@ -61,6 +61,21 @@ def test_every_file_the_docs_name_is_there(doc):
             assert where.exists() or "{" in path, f"{doc.name}: {path}"
 
 
+def test_every_relative_link_and_path_in_the_readme_exists():
+    text = (ROOT / "README.md").read_text()
+    links = [t for t in re.findall(r"\]\(([^)#\s]+)", text) if "://" not in t]
+    assert links, "the README links to docs"
+    for target in links:
+        assert (ROOT / target).exists(), target
+    for span in code_spans(ROOT / "README.md"):
+        for path in re.findall(r"^((?:[\w.-]+/)+[\w.-]*\w|[\w-]+\.(?:py|smk|yaml|md|toml))$", span):
+            if "{" in path or path.startswith(("results", "runs/", "data/", "downstream/", "baselines/", "plots/",
+                                                "../", "/", "resources/simulated/")) or path == "my.yaml":
+                continue  # outputs (the simulated set too), a user's own files and the shared data
+            assert (ROOT / path).exists() or (ROOT / "workflow/scripts" / path).exists() or \
+                any((ROOT / d / path).exists() for d in ("rules", "workflow/scripts/l1kformer")), path
+
+
 def test_the_readme_commands_name_real_files():
     blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     spans = code_spans(ROOT / "README.md")

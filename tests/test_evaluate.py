@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import defaults, ingest_settings, shared_file
-from l1kformer.baselines import conditional_mean, expression_baselines, knn_predict, rank_baselines, shrink
+from l1kformer.baselines import conditional_mean, shrink
+from l1kformer.baselines_expression import expression_baselines, knn_predict
+from l1kformer.baselines_rank import rank_baselines
 from reference_metrics import expression_metrics, grouped_correlations, score_profile, summarize_rank
 
 EXPRESSION_BASELINES = {k: defaults("evaluate")[k] for k in ("knn_k", "knn_reference", "tune_profiles")}
@@ -233,7 +235,7 @@ def _assert_same(blocked, former, i):
 def test_blocked_rank_scoring_equals_the_former_per_profile_scoring_exactly():
     from scipy.ndimage import gaussian_filter1d
 
-    from l1kformer.baselines import distance_scores
+    from l1kformer.baselines_rank import distance_scores
     from l1kformer.metrics_rank import (PositionTable, in_position_order, score_distance_block, score_rank_block,
                                         score_table_block)
 

@@ -197,6 +197,46 @@ def test_compressed_text_ingests(tmp_path):
         np.testing.assert_allclose(values, VALUES, err_msg=name)
 
 
+def _dressed(text, style):
+    """``text`` as Excel or a Windows tool saves it: with a UTF-8 byte-order mark, CRLF line ends, or both."""
+    if style in ("crlf", "both"):
+        text = text.replace("\n", "\r\n")
+    return (b"\xef\xbb\xbf" if style in ("bom", "both") else b"") + text.encode()
+
+
+@pytest.mark.parametrize("style", ["bom", "crlf", "both"])
+def test_text_inputs_with_a_byte_order_mark_or_crlf_ingest_as_the_clean_file(tmp_path, style):
+    """GCT, CSV and TSV matrices (gzip-compressed too), a gene table and a sample table, each saved with a
+    BOM, with CRLF or with both: the same ingest as the clean files, and a key column that is not found
+    is listed with repr(), so that an invisible character shows."""
+    import gzip
+
+    files = write_all_formats(tmp_path)
+    gene_table = "probe\tpr_gene_id\n" + "".join(f"P{g}\t{g}\n" for g in GENES)
+    sample_table = "inst_id\tpert_iname\n" + "".join(f"{s}\tdrug{k}\n" for k, s in enumerate(SAMPLES))
+    (tmp_path / "genes.tsv").write_text(gene_table)
+    (tmp_path / "samples.txt").write_text(sample_table)
+    (tmp_path / f"genes_{style}.tsv").write_bytes(_dressed(gene_table, style))
+    (tmp_path / f"samples_{style}.txt").write_bytes(_dressed(sample_table, style))
+    settings = {"gene_table": tmp_path / "genes.tsv", "gene_match": ["pr_gene_id"], "sample_key": "inst_id"}
+    for name in ("gct13", "csv_samples_x_genes", "tsv_genes_x_samples"):
+        clean = _ingested([files[name]], tmp_path / f"{name}_clean", sample_table=str(tmp_path / "samples.txt"),
+                          **settings)
+        dressed = tmp_path / f"{name}_{style}{files[name].suffix}"
+        dressed.write_bytes(_dressed(files[name].read_text(), style))
+        zipped = tmp_path / f"{name}_{style}.gz"
+        zipped.write_bytes(gzip.compress(dressed.read_bytes()))
+        for path in (dressed, zipped):
+            got = _ingested([path], tmp_path / f"{path.name}_out", sample_table=str(tmp_path / f"samples_{style}.txt"),
+                            **{**settings, "gene_table": tmp_path / f"genes_{style}.tsv"})
+            assert got[0] == clean[0] and got[2] == clean[2], path.name
+            np.testing.assert_array_equal(got[1], clean[1], err_msg=path.name)
+            assert list(got[3]["pert_iname"]) == list(clean[3]["pert_iname"]) == ["drug0", "drug1", "drug2"]
+    (tmp_path / "bad_genes.tsv").write_bytes(_dressed(gene_table.replace("pr_gene_id", "pr_gene_id\u200b"), style))
+    with pytest.raises(InputError, match=r"no key column 'pr_gene_id'; its columns: 'probe', 'pr_gene_id\\u200b'"):
+        _ingested([files["gct13"]], tmp_path / "bad", **{**settings, "gene_table": tmp_path / "bad_genes.tsv"})
+
+
 @pytest.mark.parametrize("name,content,problem", [
     ("data.rda", b"RDX2\nX\n\x00\x00\x00\x02", "is R data (.rda / .RData), which is not supported; supported: GCTX"),
     ("data.zip", b"PK\x03\x04\x14\x00\x00\x00", "is a ZIP archive (unpack it first)"),

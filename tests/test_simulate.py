@@ -134,7 +134,7 @@ def test_blind_oracle_equals_the_brute_force_sum_over_metadata(tmp_path):
 def _mse_ratios(x_path, samples, n, truth=None):
     """The dev-plate protocol of ../shared/data/l1000/README.md: MSE of gene mean, shrunk linear, kNN
     (and the oracle on simulated data), each as a ratio to the gene mean."""
-    from l1kformer.baselines import expression_baselines
+    from l1kformer.baselines_expression import expression_baselines
     from l1kformer.mask import make_mask
     from l1kformer.oracle import oracle_baseline
 

@@ -58,9 +58,7 @@ def model_config(mode, **extra):
 
 def loss_of(model, inputs, index, targets, hide=None):
     """(outputs, the task's loss against ``targets`` at ``index``), as a training step computes them."""
-    task = get_task(model.cfg.mode)
-    out = model(inputs, index, hide)
-    return out, task.loss(out, task.targets(targets, index))
+    return get_task(model.cfg.mode).masked_loss(model, inputs, index, targets, hide)
 
 
 def baseline_on_val(tiny_data, mode):

@@ -99,8 +99,10 @@ CONFIG_CHANGES = {
     # every profile, rows: all, so not the fine-tuned models' features)
     "a fine-tuning setting": (lambda wf: wf.set_config({"downstream": {"finetune": {"lr_factor": 0.5}}}),
                               FINETUNE, lambda wf: wf.set_config({"downstream": {"finetune": {"lr_factor": 0.1}}})),
+    # the first readout also reads the embeddings, which retrieval scores
     "a readout": (lambda wf: wf.set_config({"downstream": {"finetune": {"readout": "cls"}}}),
-                  FINETUNE, lambda wf: wf.set_config({"downstream": {"finetune": {"readout": "genes"}}})),
+                  FINETUNE | {("embed", "rank_small"), ("embed", "expr_small"), ("retrieval", None)},
+                  lambda wf: wf.set_config({"downstream": {"finetune": {"readout": "genes"}}})),
     "a downstream task": (lambda wf: wf.set_config({"downstream": {"tasks": {"cell_line": {"min_count": 2}}}}),
                           FINETUNE | DOWNSTREAM_DATA,
                           lambda wf: wf.config["downstream"]["tasks"]["cell_line"].pop("min_count") and
@@ -151,14 +153,19 @@ MODULE_EDITS = {
     # the oracle's mathematics, not in the generator: the oracle jobs and what reads their files only
     "oracle.py": {("oracle", None), ("plot_expression", "expr_small"), ("summary", None), ("downstream_oracle", None),
                   ("downstream_summary", None)},
-    # the model: training, embedding, evaluation, and the plots and summary after them
-    # (the downstream baselines import inference.pick_device, hence model.py)
+    # the model: training, embedding, evaluation, and the plots and summary after them (the downstream
+    # baselines' MLP lives in model.py)
     "model.py": ALL_RUNS | SUMMARY | {("downstream_baselines", None)},
-    # a rank metric: the rank baselines and the rank run's evaluation, not its training
-    # (baselines.py imports both metric modules, so both baseline jobs)
-    "metrics_rank.py": {("baselines_rank", None), ("baselines_expression", None), ("evaluate", "rank_small"), ("evaluate", "expr_small"),
+    # the training loss: every run and what follows it, not the downstream baselines (device.py, not
+    # inference.py, gives them their device)
+    "tasks.py": ALL_RUNS | SUMMARY,
+    # a rank metric: the rank baselines and the evaluation (one script scores both modes), not training
+    # and not the expression baselines (baselines_rank.py and baselines_expression.py over baselines.py)
+    "metrics_rank.py": {("baselines_rank", None), ("evaluate", "rank_small"), ("evaluate", "expr_small"),
                         ("plot_rank", "rank_small"), ("plot_expression", "expr_small"), ("summary", None)},
-    "plots.py": {("plot_rank", "rank_small"), ("plot_expression", "expr_small")} | SUMMARY,  # its comparison figure
+    # the masked models' figures and the summary's comparison figure; the downstream figures save
+    # through figures.py
+    "plots.py": {("plot_rank", "rank_small"), ("plot_expression", "expr_small"), ("summary", None)},
     # the downstream baselines' module: their jobs and the downstream summary, nothing of the models
     "downstream_baselines.py": {("downstream_baselines", None), ("downstream_summary", None)},
 }
@@ -210,7 +217,8 @@ def check_outputs_and_report(workflow):
         assert set(models["beats_best_baseline"]) <= {"yes", "no"} and models["share_of_oracle"].notna().all()
     retrieval = pd.read_csv(workflow.path / "results/downstream/retrieval.tsv", sep="\t")
     assert set(retrieval["representation"]) == {"expression", "rank_positions", "rank_small embedding",
-                                                "expr_small embedding"}  # rows: all, so no fine-tuned features
+                                                "expr_small embedding", "expression, rows shuffled (null)"}
+    # (rows: all, so no fine-tuned features)
     assert retrieval["mAP"].between(0, 1).all()
     by = pd.read_csv(workflow.path / "results/downstream/retrieval_by.tsv", sep="\t")
     assert set(by["representation"]) == set(retrieval["representation"]) and by["pert_dose"].nunique() > 1

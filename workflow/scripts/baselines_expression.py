@@ -1,6 +1,6 @@
 import torch
 
-from l1kformer.baselines import expression_baselines
+from l1kformer.baselines_expression import expression_baselines
 from l1kformer.fileio import data_units, write_json
 from l1kformer.mask import read_mask
 from l1kformer.split import read_split

@@ -1,6 +1,6 @@
 import torch
 
-from l1kformer.baselines import rank_baselines
+from l1kformer.baselines_rank import rank_baselines
 from l1kformer.fileio import write_json
 from l1kformer.mask import read_mask
 from l1kformer.split import read_split

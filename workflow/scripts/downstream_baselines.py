@@ -3,7 +3,7 @@ import torch
 from l1kformer.downstream import read_labels
 from l1kformer.downstream_baselines import all_baselines
 from l1kformer.fileio import write_json
-from l1kformer.inference import pick_device
+from l1kformer.device import pick_device
 from l1kformer.step import job_threads, step
 
 with step(snakemake.log[0]) as log:

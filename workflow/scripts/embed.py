@@ -3,7 +3,8 @@ import torch
 
 from l1kformer.embed import embedder, embedding_frame, gene_embeddings, profile_embeddings
 from l1kformer.fileio import atomic_path
-from l1kformer.inference import load_model, pick_device
+from l1kformer.device import pick_device
+from l1kformer.inference import load_model
 from l1kformer.split import read_split
 from l1kformer.step import job_threads, step
 

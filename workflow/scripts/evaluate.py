@@ -2,7 +2,8 @@ import torch
 
 from l1kformer.evaluate import evaluate
 from l1kformer.fileio import data_units, write_json
-from l1kformer.inference import load_model, pick_device
+from l1kformer.device import pick_device
+from l1kformer.inference import load_model
 from l1kformer.mask import read_mask
 from l1kformer.step import job_threads, step
 

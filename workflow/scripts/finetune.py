@@ -3,7 +3,7 @@ import os
 import torch
 
 from l1kformer.finetune import run_finetune
-from l1kformer.inference import pick_device
+from l1kformer.device import pick_device
 from l1kformer.step import job_threads, step
 
 with step(snakemake.log[0]) as log:

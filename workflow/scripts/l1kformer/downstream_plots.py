@@ -9,7 +9,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from l1kformer.plots import _save  # noqa: E402
+from l1kformer.figures import save  # noqa: E402
 
 
 def accuracy(table, path):
@@ -24,7 +24,7 @@ def accuracy(table, path):
     for ax, (task, part) in zip(grid.axes.flat, data.groupby("task", sort=False)):
         top = part.loc[part["kind"] == "baseline", "accuracy"].max()
         ax.axvline(top, color="black", lw=0.8, ls="--")
-    _save(grid.figure, path)
+    save(grid.figure, path)
 
 
 def confusion(panels, classes, path):
@@ -41,7 +41,7 @@ def confusion(panels, classes, path):
         ax.set(title=title, xlabel="predicted", ylabel="true")
     if not panels:
         axes[0][0].text(0.5, 0.5, "no fine-tuned model", ha="center")
-    _save(fig, path)
+    save(fig, path)
 
 
 def curves(history, path):
@@ -50,7 +50,7 @@ def curves(history, path):
                        col="task", markers=True, height=3.2, aspect=1.3, facet_kws={"sharey": False})
     grid.set_titles("{col_name}")
     grid.set_axis_labels("epoch (frozen head, then everything)", "val accuracy")
-    _save(grid.figure, path)
+    save(grid.figure, path)
 
 
 def retrieval_map(groups, summary, settings, path):
@@ -65,4 +65,4 @@ def retrieval_map(groups, summary, settings, path):
     ax.set(xlabel=f"mAP per group of {' x '.join(groups_of)} (centred: {settings['centre']})",
            ylabel="", xlim=(0, 1))
     ax.legend(title=f"corrected p < {settings['fdr']}", loc="lower right", fontsize=8)
-    _save(fig, path)
+    save(fig, path)

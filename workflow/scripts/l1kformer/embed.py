@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from l1kformer.inference import autocast_for, dataset_of
+from l1kformer.device import autocast_for
+from l1kformer.inference import dataset_of
 from l1kformer.loader import RowBatches
 from l1kformer.model import FineTuned
 from l1kformer.tasks import get_task

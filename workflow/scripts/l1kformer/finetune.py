@@ -34,7 +34,8 @@ from l1kformer.classify import LabelledRows, fit, fit_linear, outputs
 from l1kformer.downstream import read_labels, scores, set_labels
 from l1kformer.embed import layer_readouts
 from l1kformer.fileio import atomic_path, fingerprint, write_json
-from l1kformer.inference import autocast_for, dataset_of, load_model
+from l1kformer.device import autocast_for
+from l1kformer.inference import dataset_of, load_model
 from l1kformer.model import FineTuned, build_model
 from l1kformer.tasks import get_task
 

@@ -21,7 +21,8 @@ class GeneTable:
 
     def __init__(self, table, key, match, source, gene_filter=None):
         if key not in table.columns:
-            raise InputError(source, f"gene table has no key column {key!r}")
+            raise InputError(source, f"gene table has no key column {key!r}; its columns: "
+                                     f"{', '.join(map(repr, table.columns))}")
         self.source = source
         self.key = key
         self.size = len(table)
@@ -32,13 +33,15 @@ class GeneTable:
         self.maps = {}
         for column in [key] + [m for m in match if m != key]:
             if column not in self.table.columns:
-                raise InputError(source, f"gene table has no column {column!r} named in data.gene_match")
+                raise InputError(source, f"gene table has no column {column!r} named in data.gene_match; its "
+                                         f"columns: {', '.join(map(repr, table.columns))}")
             self.maps[column] = dict(zip(normalize_ids(self.table[column]), self.ids))
 
     @classmethod
     def from_file(cls, path, key, match, gene_filter=None):
         try:
-            table = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False)
+            table = pd.read_csv(path, sep=None, engine="python", dtype=str, keep_default_na=False,
+                                encoding="utf-8-sig")
         except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise InputError(path, f"cannot read gene table: {exc}") from None
         return cls(table, key, match, path, gene_filter)

@@ -1,32 +1,13 @@
-"""Running a model: the device, a model rebuilt from its file, and its outputs on a static mask."""
-
-import contextlib
+"""Running a model: a model rebuilt from its file, and its outputs on a static mask."""
 
 import torch
+
+from l1kformer.device import autocast_for
 
 from l1kformer.loader import RowBatches, masked_batches
 from l1kformer.model import build_model, positions_mask
 from l1kformer.modes import get_mode
 from l1kformer.tasks import get_task
-
-
-def pick_device(wanted, log, local_rank=0):
-    """``auto``: CUDA if the job sees a GPU, else the CPU with a warning in the log."""
-    if wanted == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    if wanted == "cuda":
-        raise RuntimeError("device: cuda was asked for but no GPU is visible to this job")
-    log("WARNING: no GPU visible to this job; running on the CPU (slow for real data)")
-    return torch.device("cpu")
-
-
-def autocast_for(device):
-    """bf16 autocast on CUDA, plain fp32 elsewhere."""
-    if torch.device(device).type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext
 
 
 def load_model(path, device="cpu"):

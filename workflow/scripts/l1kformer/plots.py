@@ -7,14 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from l1kformer.fileio import atomic_path  # noqa: E402
-
-
-def _save(fig, path):
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+from l1kformer.figures import save  # noqa: E402
 
 
 def training_curves(history, path, title, metric, metric_label, loss_label, references=None):
@@ -41,7 +34,7 @@ def training_curves(history, path, title, metric, metric_label, loss_label, refe
     for a in ax.ravel():
         a.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     fig.suptitle(title)
-    _save(fig, path)
+    save(fig, path)
 
 
 def hexbin(x, y, path, xlabel, ylabel, title):
@@ -52,7 +45,7 @@ def hexbin(x, y, path, xlabel, ylabel, title):
     ax.plot([lo, hi], [lo, hi], "r--", lw=1, label="y = x")
     ax.legend(loc="upper left")
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
-    _save(fig, path)
+    save(fig, path)
 
 
 def lines(path, x, series, xlabel, ylabel, title, zero_line=False):
@@ -64,7 +57,7 @@ def lines(path, x, series, xlabel, ylabel, title, zero_line=False):
         ax.axhline(0, color="k", lw=0.8)
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend()
-    _save(fig, path)
+    save(fig, path)
 
 
 def model_vs_baselines(names, values, path, ylabel, title, highlight):
@@ -74,7 +67,7 @@ def model_vs_baselines(names, values, path, ylabel, title, highlight):
     ax.bar_label(bars, fmt="%.4g", fontsize=8)
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
     ax.set(ylabel=ylabel, title=title)
-    _save(fig, path)
+    save(fig, path)
 
 
 # --- the figures of one run, named by the tasks (tasks.py: ``figures``) -------------------------------
@@ -113,7 +106,7 @@ def gene_errors(ctx, path):
            ylabel="mean rank error among the missing genes",
            title=f"{ctx['run']}: per-gene error, test set ({len(per_gene)} genes)")
     ax.legend(loc="lower center")
-    _save(fig, path)
+    save(fig, path)
 
 
 def rank_error_by_position(ctx, path):
@@ -137,7 +130,7 @@ def position_heatmap(ctx, path):
     fig.colorbar(im, ax=ax, label="log(1 + count)")
     ax.set(xlabel="true rank position of the masked gene", ylabel="position assigned (Hungarian decoding)",
            title=f"{ctx['run']}: true vs assigned rank position")
-    _save(fig, path)
+    save(fig, path)
 
 
 def rank_vs_baselines(ctx, path):
@@ -170,7 +163,7 @@ def worst_genes(ctx, path, n=30):
            title=f"{ctx['run']}: the {n} genes with the largest error")
     ax.axvline(err.mean(), color="k", ls="--", lw=1, label=f"mean over genes {err.mean():.3f}")
     ax.legend()
-    _save(fig, path)
+    save(fig, path)
 
 
 def error_vs_level(ctx, path):
@@ -205,4 +198,4 @@ def comparison(summary, panels, path):
         ax.set_xticks(range(len(rows)), rows["name"], rotation=35, ha="right")
         ax.set(ylabel=f"test {col} ({'lower' if best == 'min' else 'higher'} is better)",
                title=f"{mode} mode: models (red) and baselines (blue)")
-    _save(fig, path)
+    save(fig, path)

@@ -1,7 +1,7 @@
 """position_prior: how often each gene sits at each rank position in the training profiles, and the
 smoothed log-frequency table made from it (numpy only).
 
-The table is the ``position_frequency_smoothed`` baseline (baselines.py) and the starting point of every
+The table is the ``position_frequency_smoothed`` baseline (baselines_rank.py) and the starting point of every
 rank head (layers.py, ``position_prior``): a rank model adds it to its logits, so that an untrained
 model scores exactly as that baseline does and training can only add what the visible genes tell.
 """

@@ -1,5 +1,5 @@
 """rank: the rank step, ranks.h5 from expression.h5 (optionally normalised by train gene medians),
-block by block on threads; the ranking itself is ``ranking.rank_genes``.
+block by block on threads; the ranking itself is ``gene_order.rank_genes``.
 """
 
 from concurrent.futures import ThreadPoolExecutor

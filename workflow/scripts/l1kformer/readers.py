@@ -43,9 +43,13 @@ def open_bytes(path):
     return opener(path, "rb")
 
 
+BOM = b"\xef\xbb\xbf"  # what Excel and Windows tools put before a UTF-8 table
+
+
 def open_text(path):
-    """A text stream of ``path`` (UTF-8, undecodable bytes replaced), decompressed when needed."""
-    return io.TextIOWrapper(open_bytes(path), encoding="utf-8", errors="replace", newline="")
+    """A text stream of ``path`` (UTF-8, a leading byte-order mark dropped, undecodable bytes replaced),
+    decompressed when needed; lines keep their ends (CRLF too) for the caller to strip."""
+    return io.TextIOWrapper(open_bytes(path), encoding="utf-8-sig", errors="replace", newline="")
 
 
 def _head(path):
@@ -63,6 +67,7 @@ def detect_format(path):
     if os.path.isdir(path):
         raise InputError(path, "is a directory, not a matrix file (list the files in data.inputs)")
     head, compression = _head(path)
+    head = head.removeprefix(BOM)
     if not head.strip():
         raise InputError(path, "file is empty")
     for magic, name in OTHER_FORMATS.items():
@@ -160,12 +165,12 @@ def _read_table_frame(path, fmt):
             frame = frame.set_index(frame.columns[0])
         return frame
     with open_text(path) as f:
-        first = f.readline()
+        first = f.readline().rstrip("\r\n")
     sep = "\t" if "\t" in first else ","
     header = next(csv.reader([first], delimiter=sep))
     try:
         frame = pd.read_csv(path, sep=sep, index_col=0, dtype=str, keep_default_na=False,
-                            compression=compression_of(path))
+                            compression=compression_of(path), encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(path, f"cannot parse as {'TSV' if sep == chr(9) else 'CSV'}: {exc}") from None
     if len(header) == frame.shape[1] + 1:

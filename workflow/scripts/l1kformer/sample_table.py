@@ -89,7 +89,7 @@ class SampleTable:
                 names = [self.key] if self.key is not None else batch.schema.names
                 if self.key is not None and self.key not in batch.schema.names:
                     raise InputError(path, f"sample table has no column {self.key!r} (data.sample_key); "
-                                           f"its columns: {', '.join(batch.schema.names)}")
+                                           f"its columns: {', '.join(map(repr, batch.schema.names))}")
                 hit = None
                 for name in names:
                     where = pc.index_in(batch.column(name), value_set=ids)

@@ -45,6 +45,13 @@ class Task:
     def loss(self, out, target):
         raise NotImplementedError
 
+    def masked_loss(self, net, inputs, index, targets, hide=None):
+        """(outputs, loss) of ``net`` (a model, or a wrapper of one: DDP, compiled) on ``inputs`` at the
+        masked positions ``index`` against the clean ``targets``: the training step's loss, which the
+        tests and the GPU check compute through this one method."""
+        out = net(inputs, index, hide)
+        return out, self.loss(out, self.targets(targets, index))
+
     def val_metrics(self, model, batches):
         """Metrics of batches of (values, positions, outputs, targets); ``val_loss`` chooses the epoch."""
         raise NotImplementedError

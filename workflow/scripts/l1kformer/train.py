@@ -20,7 +20,8 @@ import torch
 
 from l1kformer.errors import InputError
 from l1kformer.fileio import atomic_path, fingerprint
-from l1kformer.inference import autocast_for, masked_outputs, pick_device
+from l1kformer.device import autocast_for, pick_device
+from l1kformer.inference import masked_outputs
 from l1kformer.loader import RowBatches
 from l1kformer.mask import n_masked, read_mask
 from l1kformer.model import build_model, positions_mask
@@ -104,8 +105,8 @@ class Job:
 def prior_for_data(model_cfg, cfg, n_train, log=print):
     """The model config to build: a rank head's position prior is dropped when the train split has
     ``position_prior_below`` or more profiles per gene (None: always kept). With few profiles per gene
-    (0.5 on the real plates) the prior is what the model could not learn; with many (57 on the default
-    and the proxy) the heads learn the frequencies themselves and the prior cost 2-3% of mean rank
+    (0.5 on the real plates) the prior is what the model could not learn; with many (48 on the default,
+    57.6 on the proxy) the heads learn the frequencies themselves and the prior cost 2-3% of mean rank
     error (docs/model-study.md, Appendix G). The model file stores the result."""
     below, per_gene = cfg.position_prior_below, n_train / model_cfg.n_genes
     if model_cfg.mode != "rank" or model_cfg.position_prior is None or below is None or per_gene < below:
@@ -214,7 +215,7 @@ def _train_step(job, values, ratio, gen):
         inputs, index, y = inputs[part], index[part], y[part]
         hide = hide[part] if hide is not None else None
     with job.autocast():
-        loss = job.task.loss(job.net(inputs, index, hide), job.task.targets(y, index))
+        _, loss = job.task.masked_loss(job.net, inputs, index, y, hide)
     job.optimizer.zero_grad(set_to_none=True)
     (loss * weight).backward()
     if job.cfg.grad_clip > 0:
