@@ -41,7 +41,7 @@ def main():
     for n in sorted(nodes, key=lambda n: (depth[n], n)):
         rows.setdefault(depth[n], []).append(n)
     pos = {n: (i - (len(row) - 1) / 2, -d) for d, row in rows.items() for i, n in enumerate(row)}
-    fig, ax = plt.subplots(figsize=(9, 0.9 * len(rows) + 0.5))
+    fig, ax = plt.subplots(figsize=(max(9, 1.9 * max(map(len, rows.values()))), 0.9 * len(rows) + 0.5))
     for a, b in edges:
         ax.annotate("", xy=pos[b], xytext=pos[a], arrowprops={"arrowstyle": "->", "color": "0.6", "lw": 1,
                                                                "shrinkA": 12, "shrinkB": 12})

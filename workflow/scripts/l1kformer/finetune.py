@@ -31,10 +31,10 @@ import pandas as pd
 import torch
 
 from l1kformer.classify import LabelledRows, fit, fit_linear, outputs
+from l1kformer.device import autocast_for
 from l1kformer.downstream import read_labels, scores, set_labels
 from l1kformer.embed import layer_readouts
 from l1kformer.fileio import atomic_path, fingerprint, write_json
-from l1kformer.device import autocast_for
 from l1kformer.inference import dataset_of, load_model
 from l1kformer.model import FineTuned, build_model
 from l1kformer.tasks import get_task
@@ -99,8 +99,7 @@ def frozen_phase(net, sets, to_inputs, settings, device, autocast, log=print):
         log(f"probe on layer {layer}: val accuracy {probes[layer]['val']['accuracy']:.4f}, "
             f"test {probes[layer]['test']['accuracy']:.4f}")
     net.readout.load_state_dict(readouts[-1].state_dict())
-    net.feature_mean.copy_(mean.float())
-    net.feature_std.copy_(std.float())
+    net.set_feature_stats(feats["train"][0][-1])
     net.out.load_state_dict(head.state_dict())
     return probes, state, predicted["test"]
 

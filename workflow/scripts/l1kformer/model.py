@@ -369,13 +369,12 @@ def make_readout(trunk, name, readout_width=4):
 class FineTuned(nn.Module):
     """A trunk, a readout of its states, the readout's features standardised by their train mean and sd
     (fixed when fine-tuning a pretrained trunk starts; identity for a trunk trained from scratch),
-    dropout, and a linear layer over the classes. The trunk's own masked-model head is not used (nor
-    trained). The states are the last layer's (``layer`` -1) or another layer's (the layer probes)."""
+    dropout, and a linear layer over the classes, on the trunk's last layer. The trunk's own
+    masked-model head is not used (nor trained)."""
 
-    def __init__(self, trunk, n_classes, dropout=0.0, readout="mean", readout_width=4, layer=-1):
+    def __init__(self, trunk, n_classes, dropout=0.0, readout="mean", readout_width=4):
         super().__init__()
         self.trunk = trunk
-        self.layer = layer
         self.readout = make_readout(trunk, readout, readout_width)
         width = self.readout.out_width(trunk.cfg.n_genes)
         self.register_buffer("feature_mean", torch.zeros(width))
@@ -391,7 +390,7 @@ class FineTuned(nn.Module):
             layers = [h.unsqueeze(1) for h in self.trunk.hidden(x, hide, hide, all_layers=True)]
         else:
             layers = self.trunk.hidden(x, hide, self.readout.tokens(), all_layers=True)
-        return layers if all_layers else layers[self.layer]
+        return layers if all_layers else layers[-1]
 
     def pooled(self, x):
         return self.readout(self.states(x))
