@@ -128,7 +128,8 @@ def retrieval(meta, features, settings):
                                "mAP": float(part["mean_average_precision"].mean()),
                                "fraction_retrieved": float(part["below_corrected_p"].mean()),
                                "n_groups": int(len(part))})
-    by_frame = pd.DataFrame(per_by)
+    by_frame = pd.DataFrame(per_by, columns=["representation", *([by] if by else []), "mAP", "fraction_retrieved",
+                                             "n_groups"])
     if by and len(by_frame):
         key = pd.to_numeric(by_frame[by], errors="coerce")
         by_frame = by_frame.assign(_k=key if key.notna().all() else by_frame[by]).sort_values(
