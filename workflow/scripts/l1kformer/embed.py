@@ -11,7 +11,7 @@ import torch
 from l1kformer.device import autocast_for
 from l1kformer.inference import dataset_of
 from l1kformer.loader import RowBatches
-from l1kformer.model import FineTuned
+from l1kformer.model import FineTuned, Readout
 from l1kformer.tasks import get_task
 
 
@@ -22,6 +22,7 @@ def layer_readouts(net, train_values, to_inputs, autocast):
     profiles as the loader reads them; the trunk in eval mode)."""
     net.eval()
     stats = None
+    data_driven = type(net.readout).start_from is not Readout.start_from  # else one batch counts the layers
     for values in train_values:
         with autocast():
             layers = net.states(to_inputs(values), all_layers=True)
@@ -32,6 +33,8 @@ def layer_readouts(net, train_values, to_inputs, autocast):
             st[0] = st[0] + torch.einsum("btd,bte->de", h, h)
             st[1] = st[1] + h.sum(0)
             st[2] += h.shape[0]
+        if not data_driven:
+            break
     readouts = []
     for gram, total, count in stats:
         readout = copy.deepcopy(net.readout)
